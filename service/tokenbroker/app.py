@@ -1,0 +1,136 @@
+"""The Starlette application: routes, the one error handler, CORS, lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from .edge import Edge
+from .errors import BrokerError, MethodNotAllowed, NotFound, render
+from .mint import MintLog
+from .request_body import read_json
+from .runtime import Runtime
+from .settings import Settings
+
+RuntimeFactory = Callable[[Settings], AbstractAsyncContextManager[Runtime]]
+EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "RateLimit",
+    "RateLimit-Policy",
+    "Retry-After",
+    "Policy-Adjusted",
+]
+
+
+def error_response(error: BrokerError) -> Response:
+    """The only place an error becomes a reply."""
+    return Response(
+        render(error), error.status, headers=error.headers, media_type="application/json"
+    )
+
+
+async def handle_broker_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BrokerError)
+    mint_log: MintLog | None = request.scope.get("state", {}).get("mint_log")
+    if mint_log is not None and mint_log.outcome in ("error", "minted"):
+        mint_log.outcome = exc.code
+    return error_response(exc)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        error: BrokerError = MethodNotAllowed(
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.url.path}.",
+            headers=dict(exc.headers or {}),
+        )
+    else:
+        error = NotFound("not_found", f"No such endpoint: {request.url.path}.")
+    return error_response(error)
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def create_session(request: Request) -> Response:
+    runtime = _runtime(request)
+    body = await read_json(request, runtime.settings.max_body_bytes)
+    reply = await runtime.broker.mint(
+        request.headers.get("authorization"), body, request.scope["state"]["mint_log"]
+    )
+    return Response(
+        json.dumps(reply.body, separators=(",", ":")),
+        200,
+        headers=reply.headers,
+        media_type="application/json",
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    ready, reason = await _runtime(request).ready()
+    version = _runtime(request).broker.policies.version
+    body: dict[str, Any] = {"ready": ready, "reason": reason, "policy_version": version}
+    return JSONResponse(body, 200 if ready else 503)
+
+
+def create_app(
+    settings: Settings,
+    runtime_factory: RuntimeFactory,
+    *,
+    index_html: Callable[[], str] | None = None,
+) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with runtime_factory(settings) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    routes = [
+        Route("/v1/realtime/sessions", create_session, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    if index_html is not None:
+        page = index_html
+
+        async def index(request: Request) -> Response:
+            return HTMLResponse(page())
+
+        routes.append(Route("/", index, methods=["GET"]))
+
+    middleware = [
+        Middleware(Edge),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=EXPOSED_HEADERS,
+            allow_credentials=False,
+            max_age=600,
+        ),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={BrokerError: handle_broker_error, HTTPException: handle_http_exception},
+        lifespan=lifespan,
+    )

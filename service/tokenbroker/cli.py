@@ -1,0 +1,291 @@
+"""The ``tokenbroker`` command: parses flags and hands settings to the thing that runs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from .settings import ProviderSettings, Settings, SettingsError, load_settings
+
+DEFAULT_CONFIG = "config/broker.yaml"
+
+
+def _run_server(app: Any, host: str, port: int, *, grace: int | None = None) -> None:
+    try:
+        import uvloop  # noqa: F401  # only probing whether it is installed
+
+        loop = "uvloop"
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        loop = "asyncio"
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop=loop,
+        http="httptools",
+        log_config=None,
+        lifespan="on",
+        server_header=False,
+        date_header=False,
+        timeout_graceful_shutdown=grace,
+    )
+    uvicorn.Server(config).run()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    path = args.config or os.environ.get("TOKENBROKER_CONFIG") or DEFAULT_CONFIG
+    try:
+        return load_settings(path, os.environ)
+    except SettingsError as exc:
+        sys.exit(f"tokenbroker: {exc}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .app import create_app
+    from .logs import configure_logging
+    from .runtime import redis_runtime
+
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    app = create_app(settings, redis_runtime)
+    _run_server(app, args.host or settings.host, settings.port if args.port is None else args.port)
+
+
+def dev_settings(policies: Path, secret: str) -> Settings:
+    provider = ProviderSettings("dev", "tokenbroker-dev", ("tokenbroker",), ("HS256",), secret)
+    return Settings(providers=(provider,), policies_file=policies, fail_mode="local")
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    from .app import create_app
+    from .devtokens import DEV_AUDIENCE, DEV_ISSUER, dev_signing_key, sign_token
+    from .logs import configure_logging
+    from .runtime import memory_runtime
+
+    policies = Path(args.policies)
+    if not policies.is_file():
+        sys.exit(f"tokenbroker dev: no policy file at {policies} (pass --policies FILE)")
+    secret = dev_signing_key(os.environ)
+    settings = dev_settings(policies, secret)
+
+    def token() -> str:
+        return sign_token(
+            secret, issuer=DEV_ISSUER, audience=DEV_AUDIENCE, sub=args.sub, ttl=12 * 3600
+        )
+
+    page = (Path(__file__).parent / "demo.html").read_text()
+
+    def index_html() -> str:
+        return page.replace("__TOKEN__", token()).replace("__SUB__", args.sub)
+
+    configure_logging("info")
+    url = f"http://{args.host}:{args.port}"
+    body = json.dumps({"voice": "ash"})
+    print(
+        f"tokenbroker dev: in-process store, fake upstream, dev signing key.\n"
+        f"Demo page: {url}/\n"
+        f"Try it (token for user {args.sub!r}, valid 12 h):\n\n"
+        f"curl -sS -X POST {url}/v1/realtime/sessions \\\n"
+        f"  -H 'Authorization: Bearer {token()}' \\\n"
+        f"  -H 'Content-Type: application/json' -d {shlex.quote(body)}\n",
+        flush=True,
+    )
+    _run_server(create_app(settings, memory_runtime, index_html=index_html), args.host, args.port)
+
+
+def cmd_token(args: argparse.Namespace) -> None:
+    from .devtokens import DEV_AUDIENCE, DEV_ISSUER, dev_signing_key, sign_token
+
+    claims: dict[str, Any] = {}
+    for item in args.claim:
+        key, sep, value = item.partition("=")
+        if not sep:
+            sys.exit(f"tokenbroker token: --claim wants key=value, got {item!r}")
+        claims[key] = value
+    if args.config or os.environ.get("TOKENBROKER_CONFIG"):
+        settings = _settings(args)
+        provider = next((p for p in settings.providers if p.hs256_secret), None)
+        if provider is None:
+            sys.exit("tokenbroker token: no HS256 provider with a secret in this config")
+        secret, issuer = provider.hs256_secret or "", provider.issuer
+        audience = provider.audiences[0] if provider.audiences else None
+    else:
+        secret, issuer, audience = dev_signing_key(os.environ), DEV_ISSUER, DEV_AUDIENCE
+    print(
+        sign_token(
+            secret, issuer=issuer, audience=audience, sub=args.sub, claims=claims, ttl=args.ttl
+        )
+    )
+
+
+def cmd_fake_upstream(args: argparse.Namespace) -> None:
+    from .fake_upstream import FakeControls, create_fake_upstream
+    from .logs import configure_logging
+
+    configure_logging("info")
+    controls = FakeControls(
+        api_key=args.api_key,
+        latency_ms=args.latency_ms,
+        fail_rate=args.fail_rate,
+        record=not args.no_record,
+    )
+    _run_server(create_fake_upstream(controls), args.host, args.port, grace=1)
+
+
+# --- policy operations --------------------------------------------------------------------
+
+
+def _store(args: argparse.Namespace) -> tuple[Any, Any]:
+    import redis.asyncio as aioredis
+
+    from .policy_store import RedisPolicyStore
+
+    settings = _settings(args)
+    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    return client, RedisPolicyStore(client, settings.redis_prefix)
+
+
+def _read_valid(path: str) -> str:
+    from .policy import PolicyError
+    from .policy_store import parse_policy_text
+
+    try:
+        text = Path(path).read_text()
+        parse_policy_text(text)
+    except OSError as exc:
+        sys.exit(f"tokenbroker: cannot read {path}: {exc}")
+    except PolicyError as exc:
+        print(f"{path}: invalid policy document", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        sys.exit(1)
+    return text
+
+
+def cmd_policy_validate(args: argparse.Namespace) -> None:
+    _read_valid(args.file)
+    print(f"{args.file}: valid")
+
+
+async def _policy_op(args: argparse.Namespace) -> None:
+    client, store = _store(args)
+    try:
+        current = await store.current_version()
+        live = await store.get(current) if current else None
+        if args.policy_command == "apply":
+            text = _read_valid(args.file)
+            diff = "".join(
+                difflib.unified_diff(
+                    (live.text if live else "").splitlines(keepends=True),
+                    text.splitlines(keepends=True),
+                    f"live (version {current})",
+                    args.file,
+                )
+            )
+            print(diff or "no changes")
+            if not args.dry_run:
+                print(f"applied as version {await store.apply(text, note=args.file)}")
+        elif args.policy_command == "show":
+            print(live.text if live else "no policies applied yet", end="")
+        elif args.policy_command == "history":
+            for item in await store.history():
+                mark = "*" if item.version == current else " "
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item.applied_at))
+                print(f"{mark} {item.version:>5}  {stamp}Z  {item.note}")
+        elif args.policy_command == "rollback":
+            target = await store.get(args.version)
+            if target is None:
+                sys.exit(f"tokenbroker: no policy version {args.version}")
+            _validate_text(target.text)
+            version = await store.apply(target.text, note=f"rollback to {args.version}")
+            print(f"rolled back to version {args.version} as version {version}")
+    finally:
+        await client.aclose()
+
+
+def _validate_text(text: str) -> None:
+    from .policy import PolicyError
+    from .policy_store import parse_policy_text
+
+    try:
+        parse_policy_text(text)
+    except PolicyError as exc:
+        sys.exit(f"tokenbroker: {exc}")
+
+
+def cmd_policy(args: argparse.Namespace) -> None:
+    if args.policy_command == "validate":
+        cmd_policy_validate(args)
+    else:
+        asyncio.run(_policy_op(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenbroker", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--config", help=f"broker YAML (default $TOKENBROKER_CONFIG or {DEFAULT_CONFIG})"
+        )
+        return p
+
+    serve = with_config(sub.add_parser("serve", help="run the broker"))
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    dev = sub.add_parser("dev", help="run on the embedded default: no Redis, key or network")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8080)
+    dev.add_argument("--policies", default="config/policies.yaml")
+    dev.add_argument("--sub", default="dev-user", help="user id of the printed token")
+    dev.set_defaults(func=cmd_dev)
+
+    token = with_config(sub.add_parser("token", help="print a dev JWT"))
+    token.add_argument("--sub", required=True)
+    token.add_argument("--claim", action="append", default=[], metavar="KEY=VALUE")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds")
+    token.set_defaults(func=cmd_token)
+
+    fake = sub.add_parser("fake-upstream", help="serve a local stand-in for the upstream API")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8090)
+    fake.add_argument("--api-key", help="the only key accepted (default: any bearer key)")
+    fake.add_argument("--latency-ms", type=float, default=0.0)
+    fake.add_argument("--fail-rate", type=float, default=0.0, help="chance of a 500, 0..1")
+    fake.add_argument("--no-record", action="store_true", help="do not keep received requests")
+    fake.set_defaults(func=cmd_fake_upstream)
+
+    policy = sub.add_parser("policy", help="validate, apply and inspect policy versions")
+    psub = policy.add_subparsers(dest="policy_command", required=True)
+    psub.add_parser("validate").add_argument("file")
+    apply = with_config(psub.add_parser("apply"))
+    apply.add_argument("file")
+    apply.add_argument("--dry-run", action="store_true")
+    with_config(psub.add_parser("show"))
+    with_config(psub.add_parser("history"))
+    rollback = with_config(psub.add_parser("rollback"))
+    rollback.add_argument("version", type=int)
+    policy.set_defaults(func=cmd_policy)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,103 @@
+"""The HTTP edge: request ids, no-store headers, one log line per request, no stack traces.
+
+A pure ASGI middleware, outermost in the stack. Whatever happens inside, the client gets
+a reply with ``X-Request-ID`` and the security headers, and an unexpected exception
+becomes a plain JSON 500 (the traceback goes to the log, never to the client).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import error_body
+from .mint import MintLog
+
+log = logging.getLogger("tokenbroker.access")
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+SECURITY_HEADERS = [
+    (b"cache-control", b"no-store"),
+    (b"pragma", b"no-cache"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's X-Request-ID when it is sane, else a new one."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if _SANE_ID.match(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+class Edge:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_from(scope["headers"])
+        mint_log = MintLog()
+        scope.setdefault("state", {})
+        scope["state"]["request_id"] = request_id
+        scope["state"]["mint_log"] = mint_log
+        status = 500
+        response_started = False
+        extra = [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (name, value) for name, value in extra if name not in present
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id})
+            if not response_started:
+                body = error_body("server_error", "internal_error", "Internal error.", None)
+                await send_with_headers(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            fields: dict[str, Any] = {
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+            if mint_log.user is not None or scope["path"].startswith("/v1/"):
+                fields.update(
+                    user=mint_log.user,
+                    policy=mint_log.policy,
+                    model=mint_log.model,
+                    outcome=mint_log.outcome,
+                    **mint_log.extra,
+                )
+            log.info("request", extra={"fields": fields})

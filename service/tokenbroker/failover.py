@@ -1,0 +1,62 @@
+"""What a mint does when Redis cannot answer: ``fail_mode`` closed, open or local."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+
+from .errors import Unavailable
+from .limiter import Charge, Limiter, MemoryLimiter
+from .limits import LimitRule
+
+log = logging.getLogger("tokenbroker.limiter")
+
+STORE_ERRORS = (aioredis.RedisError, OSError, TimeoutError)
+
+
+class FailModeLimiter:
+    """Charges through ``primary``; on a store error applies the configured fail mode.
+
+    closed: 503 store_unavailable. open: admit without limits. local: this process's
+    own buckets. Each call tries the store again, so recovery needs nothing.
+    """
+
+    def __init__(self, primary: Limiter, mode: str) -> None:
+        self._primary = primary
+        self._mode = mode
+        self._local = MemoryLimiter()
+        self.store_errors = 0
+        self.unlimited_mints = 0
+
+    async def charge(
+        self, user_id: str, user_rules: Sequence[LimitRule], global_rules: Sequence[LimitRule]
+    ) -> Charge:
+        try:
+            return await self._primary.charge(user_id, user_rules, global_rules)
+        except STORE_ERRORS as exc:
+            self.store_errors += 1
+            log.warning("rate-limit store error (%s); fail_mode=%s", type(exc).__name__, self._mode)
+        if self._mode == "open":
+            self.unlimited_mints += 1
+            return Charge(True, 0, (), (user_id, (), ()))
+        if self._mode == "local":
+            charge = await self._local.charge(user_id, user_rules, global_rules)
+            charge.local = True
+            return charge
+        raise Unavailable(
+            "store_unavailable",
+            "The rate-limit store is unavailable; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+
+    async def refund(self, charge: Charge) -> None:
+        if charge.local:
+            await self._local.refund(charge)
+            return
+        try:
+            await self._primary.refund(charge)
+        except STORE_ERRORS as exc:
+            self.store_errors += 1
+            log.warning("refund lost: rate-limit store error (%s)", type(exc).__name__)

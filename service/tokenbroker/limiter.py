@@ -1,0 +1,202 @@
+"""Rate limiting: GCRA token buckets charged for all of a mint's windows in one step.
+
+A rule ``{limit: N, per: P, burst: B}`` is a bucket of B tokens refilled at N per P. Its
+state is one number, the theoretical arrival time (TAT). :func:`gcra` is the arithmetic;
+``gcra.lua`` is the same arithmetic run atomically inside Redis on the server's clock, and
+:class:`MemoryLimiter` runs it in-process (dev mode, ``fail_mode: local``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+from .limits import LimitRule
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    scope: str  # "user" or "global"
+    rule: LimitRule
+    remaining: int
+    reset_us: int
+
+
+@dataclass(slots=True)
+class Charge:
+    """The outcome of one charge; refundable once."""
+
+    allowed: bool
+    retry_after_us: int
+    windows: tuple[Window, ...]
+    key: tuple[str, tuple[LimitRule, ...], tuple[LimitRule, ...]]
+    refunded: bool = field(default=False)
+    local: bool = field(default=False)  # charged in-process because the store was down
+
+    @property
+    def retry_after_seconds(self) -> int:
+        """Whole seconds (at least 1) after which the same request would pass."""
+        return max(1, math.ceil(self.retry_after_us / 1_000_000))
+
+
+def gcra(
+    tat: int | None, now: int, interval: int, burst: int, *, refund: bool = False
+) -> tuple[bool, int, int, int]:
+    """One window's step: (allowed, new_tat, remaining, retry_after_us).
+
+    A denied charge leaves the TAT as it was. A refund moves it back one interval but
+    never before ``now``, so a bucket never holds more than ``burst`` tokens.
+    """
+    tau = interval * burst
+    tat = now if tat is None or tat < now else tat
+    if refund:
+        new = max(tat - interval, now)
+        return True, new, (tau - (new - now)) // interval, 0
+    new = tat + interval
+    if new - now > tau:
+        return False, tat, (tau - (tat - now)) // interval, new - tau - now
+    return True, new, (tau - (new - now)) // interval, 0
+
+
+def user_key(prefix: str, user_id: str) -> str:
+    """The user's bucket hash. The id is hashed so no value can pick the key or its slot."""
+    digest = hashlib.blake2b(user_id.encode(), digest_size=12).digest()
+    return f"{prefix}:rl:{{{base64.urlsafe_b64encode(digest).decode()}}}"
+
+
+def _field(rule: LimitRule) -> str:
+    # Naming the field by its parameters lets an edited rule start a fresh bucket.
+    return f"{rule.interval_us}:{rule.burst}"
+
+
+class Limiter(Protocol):
+    async def charge(
+        self, user_id: str, user_rules: Sequence[LimitRule], global_rules: Sequence[LimitRule]
+    ) -> Charge: ...
+
+    async def refund(self, charge: Charge) -> None: ...
+
+
+def _plan(
+    prefix: str, user_id: str, user_rules: Sequence[LimitRule], global_rules: Sequence[LimitRule]
+) -> list[tuple[str, str, LimitRule]]:
+    return [("user", user_key(prefix, user_id), r) for r in user_rules] + [
+        ("global", f"{prefix}:rl:global", r) for r in global_rules
+    ]
+
+
+class RedisLimiter:
+    """All windows of a mint checked and charged by one Lua script call."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._prefix = prefix
+        source = resources.files(__package__).joinpath("gcra.lua").read_text()
+        self._script = client.register_script(source)
+
+    async def _run(self, mode: str, plan: list[tuple[str, str, LimitRule]]) -> list[int]:
+        keys = list(dict.fromkeys(key for _, key, _ in plan))
+        args: list[str | int] = [mode]
+        for _, key, rule in plan:
+            args += [keys.index(key) + 1, _field(rule), rule.interval_us, rule.burst]
+        return [int(x) for x in await self._script(keys=keys, args=args)]
+
+    async def charge(
+        self, user_id: str, user_rules: Sequence[LimitRule], global_rules: Sequence[LimitRule]
+    ) -> Charge:
+        plan = _plan(self._prefix, user_id, user_rules, global_rules)
+        if not plan:
+            return Charge(True, 0, (), (user_id, (), ()))
+        reply = await self._run("charge", plan)
+        windows = tuple(
+            Window(scope, rule, max(0, reply[2 + 2 * i]), reply[3 + 2 * i])
+            for i, (scope, _, rule) in enumerate(plan)
+        )
+        key = (user_id, tuple(user_rules), tuple(global_rules))
+        return Charge(bool(reply[0]), reply[1], windows, key)
+
+    async def refund(self, charge: Charge) -> None:
+        if charge.refunded or not charge.allowed or not charge.windows:
+            return
+        charge.refunded = True
+        await self._run("refund", _plan(self._prefix, *charge.key))
+
+
+class MemoryLimiter:
+    """The same buckets in this process only: dev mode and ``fail_mode: local``."""
+
+    def __init__(self, clock: Callable[[], int] | None = None) -> None:
+        self._clock = clock or (lambda: time.monotonic_ns() // 1000)
+        self._tats: dict[tuple[str, str], int] = {}
+
+    def _step(
+        self, plan: list[tuple[str, str, LimitRule]], refund: bool
+    ) -> tuple[bool, int, tuple[Window, ...]]:
+        now = self._clock()
+        results = [
+            (
+                scope,
+                (key, _field(rule)),
+                rule,
+                gcra(
+                    self._tats.get((key, _field(rule))),
+                    now,
+                    rule.interval_us,
+                    rule.burst,
+                    refund=refund,
+                ),
+            )
+            for scope, key, rule in plan
+        ]
+        allowed = all(r[3][0] for r in results)
+        if allowed:
+            for _, slot, _, (_, new, _, _) in results:
+                self._tats[slot] = new
+        if len(self._tats) > 100_000:  # forget full buckets: they equal fresh ones
+            self._tats = {k: v for k, v in self._tats.items() if v > now}
+        retry = max(r[3][3] for r in results)
+        windows = tuple(
+            Window(scope, rule, max(0, remaining), new - now)
+            for scope, _, rule, (_, new, remaining, _) in results
+        )
+        return allowed, retry, windows
+
+    async def charge(
+        self, user_id: str, user_rules: Sequence[LimitRule], global_rules: Sequence[LimitRule]
+    ) -> Charge:
+        plan = _plan("local", user_id, user_rules, global_rules)
+        if not plan:
+            return Charge(True, 0, (), (user_id, (), ()))
+        allowed, retry, windows = self._step(plan, refund=False)
+        return Charge(allowed, retry, windows, (user_id, tuple(user_rules), tuple(global_rules)))
+
+    async def refund(self, charge: Charge) -> None:
+        if charge.refunded or not charge.allowed or not charge.windows:
+            return
+        charge.refunded = True
+        self._step(_plan("local", *charge.key), refund=True)
+
+
+def rate_limit_headers(charge: Charge) -> dict[str, str]:
+    """``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers)."""
+    if not charge.windows:
+        return {}
+    policies = ", ".join(
+        f'"{w.scope}-{w.rule.name}";q={w.rule.limit};w={max(1, round(w.rule.per))}'
+        for w in charge.windows
+    )
+    tightest = min(charge.windows, key=lambda w: (w.remaining, -w.reset_us))
+    reset = max(0, math.ceil(tightest.reset_us / 1_000_000))
+    if not charge.allowed:
+        reset = charge.retry_after_seconds
+    return {
+        "RateLimit-Policy": policies,
+        "RateLimit": f'"{tightest.scope}-{tightest.rule.name}";r={tightest.remaining};t={reset}',
+    }

@@ -1,0 +1,125 @@
+"""Wiring only: open the shared clients, build the Broker, run background tasks, close.
+
+``redis_runtime`` is production (Redis store, real upstream); ``memory_runtime`` is
+``tokenbroker dev`` (in-process store and limiter, fake upstream over an in-process
+transport: no Redis, no key, no network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+import redis.asyncio as aioredis
+
+from .auth import Authenticator
+from .failover import STORE_ERRORS, FailModeLimiter
+from .fake_upstream import FakeControls, create_fake_upstream
+from .limiter import MemoryLimiter, RedisLimiter
+from .mint import Broker
+from .policy_store import MemoryPolicyStore, PolicyCache, RedisPolicyStore
+from .settings import Settings
+from .upstream import Upstream, make_client
+
+log = logging.getLogger("tokenbroker")
+
+
+@dataclass
+class Runtime:
+    broker: Broker
+    settings: Settings
+    store_ping: Callable[[], Awaitable[bool]] | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def ready(self) -> tuple[bool, str]:
+        """Whether this replica can mint now, and why not."""
+        if self.broker.policies.policies is None:
+            return False, "policies not loaded"
+        closed = self.settings.fail_mode == "closed"
+        if closed and self.store_ping is not None and not await self.store_ping():
+            return False, "rate-limit store unreachable"
+        return True, "ok"
+
+
+def _initial_policies(settings: Settings) -> str | None:
+    return settings.policies_file.read_text() if settings.policies_file else None
+
+
+async def _keep_policies_fresh(cache: PolicyCache, initial: str | None) -> None:
+    while cache.policies is None:
+        try:
+            await cache.bootstrap(initial)
+        except STORE_ERRORS as exc:
+            log.warning("policy bootstrap failed (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(1)
+    await cache.run()
+
+
+@contextlib.asynccontextmanager
+async def redis_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    client = aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+        max_connections=256,
+    )
+    http = make_client(
+        settings.upstream_url,
+        connect_timeout=settings.upstream_connect_timeout,
+        timeout=settings.upstream_timeout,
+    )
+    cache = PolicyCache(
+        RedisPolicyStore(client, settings.redis_prefix), settings.policy_refresh_interval
+    )
+    initial = _initial_policies(settings)
+    with contextlib.suppress(*STORE_ERRORS):
+        await cache.bootstrap(initial)
+
+    async def ping() -> bool:
+        try:
+            return bool(await client.ping())
+        except STORE_ERRORS:
+            return False
+
+    broker = Broker(
+        Authenticator(settings),
+        cache,
+        FailModeLimiter(RedisLimiter(client, settings.redis_prefix), settings.fail_mode),
+        Upstream(http, settings.upstream_api_key),
+    )
+    runtime = Runtime(broker, settings, ping)
+    runtime.tasks.append(asyncio.create_task(_keep_policies_fresh(cache, initial)))
+    try:
+        yield runtime
+    finally:
+        for task in runtime.tasks:
+            task.cancel()
+        await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        await http.aclose()
+        await client.aclose()
+
+
+DEV_API_KEY = "sk-dev-fake-upstream"  # the fake upstream's key, not a secret
+
+
+@contextlib.asynccontextmanager
+async def memory_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    fake = create_fake_upstream(FakeControls(api_key=DEV_API_KEY, record=False))
+    transport = httpx.ASGITransport(app=fake)
+    http = make_client(
+        "http://fake-upstream/v1",
+        connect_timeout=settings.upstream_connect_timeout,
+        timeout=settings.upstream_timeout,
+        transport=transport,
+    )
+    cache = PolicyCache(MemoryPolicyStore(), settings.policy_refresh_interval)
+    await cache.bootstrap(_initial_policies(settings))
+    broker = Broker(Authenticator(settings), cache, MemoryLimiter(), Upstream(http, DEV_API_KEY))
+    try:
+        yield Runtime(broker, settings)
+    finally:
+        await http.aclose()

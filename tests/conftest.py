@@ -1,0 +1,132 @@
+"""Shared fixtures: a real redis-server, the fake upstream and broker processes on loopback."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from servers import RedisServer, TokenbrokerServer
+from tokenbroker.devtokens import sign_token
+
+JWT_SECRET = "test-hs256-secret-CANARY-0123456789abcdef"
+API_KEY = "sk-test-CANARY-upstream-key-7f3e9a"
+ISSUER = "https://issuer.test"
+AUDIENCE = "tokenbroker"
+POLICIES = Path(__file__).parent / "policies"
+
+
+def make_token(sub: str, *, secret: str = JWT_SECRET, ttl: int = 600, **claims: Any) -> str:
+    return sign_token(secret, issuer=ISSUER, audience=AUDIENCE, sub=sub, claims=claims, ttl=ttl)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class FakeUpstream:
+    server: TokenbrokerServer
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.url}/v1"
+
+    def control(self, **settings: Any) -> None:
+        httpx.post(f"{self.server.url}/_fake/control", json=settings).raise_for_status()
+
+    def received(self) -> list[dict[str, Any]]:
+        reply = httpx.get(f"{self.server.url}/_fake/requests").json()
+        requests: list[dict[str, Any]] = reply["requests"]
+        return requests
+
+
+@pytest.fixture(scope="session")
+def fake_upstream_server() -> Iterator[TokenbrokerServer]:
+    server = TokenbrokerServer(["fake-upstream", "--port", "0", "--api-key", API_KEY])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def upstream(fake_upstream_server: TokenbrokerServer) -> FakeUpstream:
+    """The shared fake upstream, reset to healthy with an empty request log."""
+    fake = FakeUpstream(fake_upstream_server)
+    fake.control(latency_ms=0, fail_rate=0, faults=[], reset=True)
+    return fake
+
+
+def write_config(
+    directory: Path, *, redis_url: str, upstream_url: str, policies: Path, **overrides: Any
+) -> Path:
+    config: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": 0},
+        "upstream": {"url": upstream_url, "connect_timeout": "1s", "timeout": "2s"},
+        "redis": {"url": redis_url, "prefix": f"t{uuid.uuid4().hex[:8]}", "timeout": "250ms"},
+        "policies": {"file": str(policies), "refresh_interval": "100ms"},
+        "auth": {
+            "providers": [
+                {
+                    "name": "test",
+                    "issuer": ISSUER,
+                    "audiences": [AUDIENCE],
+                    "algorithms": ["HS256"],
+                    "hs256_secret_env": "TEST_JWT_SECRET",
+                }
+            ]
+        },
+        "cors": {"allowed_origins": ["https://app.example"]},
+    }
+    for key, value in overrides.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    path = directory / f"broker-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+BROKER_ENV = {"TEST_JWT_SECRET": JWT_SECRET, "OPENAI_API_KEY": API_KEY}
+StartBroker = Callable[..., TokenbrokerServer]
+
+
+@pytest.fixture(scope="module")
+def start_broker(
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_server: RedisServer,
+    fake_upstream_server: TokenbrokerServer,
+) -> Iterator[StartBroker]:
+    """Start broker processes (stopped at the end of the module)."""
+    started: list[TokenbrokerServer] = []
+    directory = tmp_path_factory.mktemp("broker")
+
+    def start(
+        policies: Path = POLICIES / "integration.yaml",
+        env: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> TokenbrokerServer:
+        overrides.setdefault("redis", {"url": redis_server.url})
+        config = write_config(
+            directory,
+            redis_url=redis_server.url,
+            upstream_url=f"{fake_upstream_server.url}/v1",
+            policies=policies,
+            **overrides,
+        )
+        server = TokenbrokerServer(
+            ["serve", "--config", str(config)], {**BROKER_ENV, **(env or {})}
+        )
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

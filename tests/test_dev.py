@@ -1,0 +1,80 @@
+"""`tokenbroker dev`: the printed curl works as pasted, and the demo page is served."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from servers import TokenbrokerServer, free_port
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def dev(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[TokenbrokerServer, dict[str, str]]]:
+    env = {"HOME": str(tmp_path_factory.mktemp("home")), "XDG_STATE_HOME": ""}
+    policies = str(ROOT / "config" / "policies.yaml")
+    server = TokenbrokerServer(["dev", "--port", str(free_port()), "--policies", policies], env)
+    yield server, env
+    server.stop()
+
+
+def test_printed_curl_returns_a_client_secret(
+    dev: tuple[TokenbrokerServer, dict[str, str]],
+) -> None:
+    """The curl command dev prints, run by a shell as pasted, mints a secret."""
+    server, _ = dev
+    match = re.search(r"^curl .*?-d '[^']*'$", server.output, re.MULTILINE | re.DOTALL)
+    assert match, server.output
+    assert shutil.which("bash") and shutil.which("curl")
+    result = subprocess.run(
+        ["bash", "-c", match.group(0)], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert '"client_secret":{"value":"ek_' in result.stdout
+
+
+def test_demo_page(dev: tuple[TokenbrokerServer, dict[str, str]]) -> None:
+    """/ serves the demo page with a ready token and the mint button."""
+    server, _ = dev
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200
+    assert "text/html" in page.headers["content-type"]
+    assert 'id="mint"' in page.text
+    token = re.search(r'const TOKEN = "([^"]+)"', page.text)
+    assert token
+    reply = httpx.post(
+        server.url + "/v1/realtime/sessions",
+        json={},
+        headers={"Authorization": f"Bearer {token.group(1)}"},
+    )
+    assert reply.status_code == 200
+
+
+def test_token_command_signs_with_the_dev_key(
+    dev: tuple[TokenbrokerServer, dict[str, str]],
+) -> None:
+    """`tokenbroker token --sub` makes a token the running dev server accepts, claims included."""
+    server, env = dev
+    result = subprocess.run(
+        [sys.executable, "-m", "tokenbroker", "token", "--sub", "user-42", "--claim", "plan=x"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**__import__("os").environ, **env},
+    )
+    reply = httpx.post(
+        server.url + "/v1/realtime/sessions",
+        json={"model": "gpt-4o-realtime-preview"},
+        headers={"Authorization": f"Bearer {result.stdout.strip()}"},
+    )
+    assert reply.status_code == 200, reply.text  # user-42 is premium in the example file
+    assert reply.json()["model"] == "gpt-4o-realtime-preview"

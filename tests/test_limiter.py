@@ -1,0 +1,151 @@
+"""GCRA arithmetic (pure) and the Redis limiter against a real redis-server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from servers import RedisServer
+from tokenbroker.limiter import Charge, MemoryLimiter, RedisLimiter, gcra, rate_limit_headers
+from tokenbroker.limits import LimitRule, parse_duration
+
+SECOND = 1_000_000
+
+
+def rule(limit: int, per: str, burst: int | None = None) -> LimitRule:
+    return LimitRule(limit, parse_duration(per), burst or limit, per)
+
+
+class TestGcra:
+    @pytest.mark.parametrize(
+        ("tat", "now", "allowed", "new_tat", "remaining", "retry"),
+        [
+            # 5 per 5 s, burst 5: interval 1 s, capacity 5 s
+            (None, 100 * SECOND, True, 101 * SECOND, 4, 0),
+            (104 * SECOND, 100 * SECOND, True, 105 * SECOND, 0, 0),
+            (105 * SECOND, 100 * SECOND, False, 105 * SECOND, 0, 1 * SECOND),
+            (50 * SECOND, 100 * SECOND, True, 101 * SECOND, 4, 0),  # idle bucket is full
+        ],
+    )
+    def test_charge_steps(
+        self,
+        tat: int | None,
+        now: int,
+        allowed: bool,
+        new_tat: int,
+        remaining: int,
+        retry: int,
+    ) -> None:
+        """Admits up to the burst, then denies with the exact wait until one token is back."""
+        assert gcra(tat, now, SECOND, 5) == (allowed, new_tat, remaining, retry)
+
+    def test_refund_never_exceeds_capacity(self) -> None:
+        """A refund moves the TAT back one interval but never before now."""
+        assert gcra(103 * SECOND, 100 * SECOND, SECOND, 5, refund=True)[1] == 102 * SECOND
+        assert gcra(100 * SECOND, 100 * SECOND, SECOND, 5, refund=True)[1] == 100 * SECOND
+
+    @pytest.mark.parametrize(
+        ("text", "seconds"), [("250ms", 0.25), ("10s", 10), ("1m", 60), ("1h", 3600), ("1d", 86400)]
+    )
+    def test_durations(self, text: str, seconds: float) -> None:
+        """Durations read as the SPEC writes them."""
+        assert parse_duration(text) == seconds
+
+    @pytest.mark.parametrize("text", ["", "5", "1w", "-1s", "0s", "s"])
+    def test_bad_durations(self, text: str) -> None:
+        """Anything else is refused."""
+        with pytest.raises(ValueError, match="duration"):
+            parse_duration(text)
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    connection = aioredis.Redis.from_url(redis_server.url)
+    yield connection
+    await connection.aclose()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"lt{uuid.uuid4().hex[:8]}"
+
+
+async def charge_n(limiter: RedisLimiter | MemoryLimiter, n: int, *rules: LimitRule) -> list[bool]:
+    return [(await limiter.charge("alice", list(rules), [])).allowed for _ in range(n)]
+
+
+class TestRedisLimiter:
+    async def test_burst_then_deny(self, client: aioredis.Redis, prefix: str) -> None:
+        """Exactly the burst passes, then every further charge is denied with a retry time."""
+        limiter = RedisLimiter(client, prefix)
+        assert await charge_n(limiter, 7, rule(5, "1m")) == [True] * 5 + [False] * 2
+        denied = await limiter.charge("alice", [rule(5, "1m")], [])
+        assert 11 * SECOND < denied.retry_after_us <= 12 * SECOND
+        assert denied.retry_after_seconds == 12
+
+    async def test_all_or_nothing(self, client: aioredis.Redis, prefix: str) -> None:
+        """A denial by one window charges no other window and not the global budget."""
+        limiter = RedisLimiter(client, prefix)
+        tight, loose, budget = rule(1, "1m"), rule(100, "1m"), rule(100, "1m")
+        first = await limiter.charge("alice", [tight, loose], [budget])
+        assert first.allowed
+        for _ in range(3):
+            assert not (await limiter.charge("alice", [tight, loose], [budget])).allowed
+        after = await limiter.charge("bob", [loose], [budget])
+        assert [w.remaining for w in after.windows] == [99, 98]
+        again = await limiter.charge("alice", [loose], [])
+        assert again.windows[0].remaining == 98
+
+    async def test_refund_once(self, client: aioredis.Redis, prefix: str) -> None:
+        """A refund gives the token back exactly once."""
+        limiter = RedisLimiter(client, prefix)
+        limit = rule(2, "1m")
+        charges = [await limiter.charge("alice", [limit], []) for _ in range(2)]
+        assert not (await limiter.charge("alice", [limit], [])).allowed
+        await limiter.refund(charges[0])
+        await limiter.refund(charges[0])
+        assert await charge_n(limiter, 2, limit) == [True, False]
+
+    async def test_every_key_expires(self, client: aioredis.Redis, prefix: str) -> None:
+        """After charges and refunds, no key of the limiter lacks a TTL."""
+        limiter = RedisLimiter(client, prefix)
+        for user in ("a", "b", "c"):
+            charge = await limiter.charge(user, [rule(5, "1m"), rule(100, "1d")], [rule(50, "1s")])
+            await limiter.refund(charge)
+            await limiter.charge(user, [rule(5, "1m")], [rule(50, "1s")])
+        keys = [key async for key in client.scan_iter(f"{prefix}:*")]
+        assert len(keys) == 4
+        for key in keys:
+            assert await client.pttl(key) > 0
+
+    async def test_user_ids_cannot_choose_keys(self, client: aioredis.Redis, prefix: str) -> None:
+        """User ids are hashed: braces or separators in an id do not reach the key name."""
+        limiter = RedisLimiter(client, prefix)
+        await limiter.charge("{global}:x", [rule(1, "1m")], [])
+        keys = [key.decode() async for key in client.scan_iter(f"{prefix}:*")]
+        assert len(keys) == 1
+        assert "global" not in keys[0]
+
+    async def test_memory_limiter_agrees(self) -> None:
+        """The in-process limiter admits the same sequence as the Redis one."""
+        assert await charge_n(MemoryLimiter(), 7, rule(5, "1m")) == [True] * 5 + [False] * 2
+
+
+def test_rate_limit_headers() -> None:
+    """Structured-field RateLimit headers name every window and report the tightest."""
+    limit = rule(5, "1m")
+    from tokenbroker.limiter import Window
+
+    charge = Charge(
+        True,
+        0,
+        (Window("user", limit, 3, 24 * SECOND), Window("global", rule(50, "1s"), 49, 20_000)),
+        ("u", (), ()),
+    )
+    assert rate_limit_headers(charge) == {
+        "RateLimit-Policy": '"user-5-per-1m";q=5;w=60, "global-50-per-1s";q=50;w=1',
+        "RateLimit": '"user-5-per-1m";r=3;t=24',
+    }

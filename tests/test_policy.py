@@ -1,0 +1,45 @@
+"""Policy documents: the example is valid; each invalid case names its exact errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tokenbroker.policy import PolicyError
+from tokenbroker.policy_store import parse_policy_text
+
+ROOT = Path(__file__).parent.parent
+INVALID = sorted((Path(__file__).parent / "policies" / "invalid").glob("*.yaml"))
+
+
+def expected_errors(path: Path) -> list[str]:
+    prefix = "# expect: "
+    return [
+        line[len(prefix) :] for line in path.read_text().splitlines() if line.startswith(prefix)
+    ]
+
+
+def test_example_policy_file_is_valid() -> None:
+    """config/policies.yaml parses, with extends resolved."""
+    policies = parse_policy_text((ROOT / "config" / "policies.yaml").read_text())
+    assert set(policies.policies) == {"standard", "premium", "suspended"}
+    premium = policies.policies["premium"]
+    assert premium.voices == ("alloy", "ash")  # inherited
+    assert [r.limit for r in premium.limits] == [30]  # overridden
+    assert policies.users == {"user-42": "premium"}
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_invalid_document_names_every_error(path: Path) -> None:
+    """The whole document is refused and every problem is reported by its path."""
+    with pytest.raises(PolicyError) as caught:
+        parse_policy_text(path.read_text())
+    assert sorted(caught.value.errors) == sorted(expected_errors(path))
+
+
+def test_not_yaml() -> None:
+    """A file that is not YAML is refused with a YAML error."""
+    with pytest.raises(PolicyError) as caught:
+        parse_policy_text("policies: [unclosed")
+    assert caught.value.errors[0].startswith("(yaml):")
