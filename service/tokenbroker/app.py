@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from .admin_api import admin_routes
 from .edge import Edge
 from .errors import BrokerError, MethodNotAllowed, NotFound, render
 from .mint import MintLog
@@ -108,6 +109,8 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
+    if settings.admin_token:
+        routes += admin_routes(settings.admin_token)
     if index_html is not None:
         page = index_html
 

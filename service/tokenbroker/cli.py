@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
 import json
 import os
 import shlex
@@ -16,6 +15,9 @@ from typing import Any
 
 import uvicorn
 
+from .errors import BrokerError
+from .policy import PolicyError
+from .policy_store import parse_policy_text
 from .settings import ProviderSettings, Settings, SettingsError, load_settings
 
 DEFAULT_CONFIG = "config/broker.yaml"
@@ -43,10 +45,10 @@ def _run_server(app: Any, host: str, port: int, *, grace: int | None = None) -> 
     uvicorn.Server(config).run()
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace, *, require_secrets: bool = True) -> Settings:
     path = args.config or os.environ.get("TOKENBROKER_CONFIG") or DEFAULT_CONFIG
     try:
-        return load_settings(path, os.environ)
+        return load_settings(path, os.environ, require_secrets=require_secrets)
     except SettingsError as exc:
         sys.exit(f"tokenbroker: {exc}")
 
@@ -143,92 +145,92 @@ def cmd_fake_upstream(args: argparse.Namespace) -> None:
     _run_server(create_fake_upstream(controls), args.host, args.port, grace=1)
 
 
-# --- policy operations --------------------------------------------------------------------
+# --- operator commands: the same Operations as the admin API ---------------------------
 
 
-def _store(args: argparse.Namespace) -> tuple[Any, Any]:
-    import redis.asyncio as aioredis
-
-    from .policy_store import RedisPolicyStore
-
-    settings = _settings(args)
-    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
-    return client, RedisPolicyStore(client, settings.redis_prefix)
+def _print_policy_errors(path: str, exc: PolicyError) -> None:
+    print(f"{path}: invalid policy document", file=sys.stderr)
+    for error in exc.errors:
+        print(f"  {error}", file=sys.stderr)
 
 
-def _read_valid(path: str) -> str:
-    from .policy import PolicyError
-    from .policy_store import parse_policy_text
-
+def _read_policy_file(path: str) -> str:
     try:
         text = Path(path).read_text()
         parse_policy_text(text)
     except OSError as exc:
         sys.exit(f"tokenbroker: cannot read {path}: {exc}")
     except PolicyError as exc:
-        print(f"{path}: invalid policy document", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
+        _print_policy_errors(path, exc)
         sys.exit(1)
     return text
 
 
-def cmd_policy_validate(args: argparse.Namespace) -> None:
-    _read_valid(args.file)
-    print(f"{args.file}: valid")
+async def _operate(args: argparse.Namespace) -> None:
+    import redis.asyncio as aioredis
 
+    from .limiter import RedisLimiter
+    from .operations import Operations
+    from .policy_store import RedisPolicyStore
 
-async def _policy_op(args: argparse.Namespace) -> None:
-    client, store = _store(args)
+    settings = _settings(args, require_secrets=False)
+    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    ops = Operations(
+        RedisPolicyStore(client, settings.redis_prefix),
+        RedisLimiter(client, settings.redis_prefix),
+    )
     try:
-        current = await store.current_version()
-        live = await store.get(current) if current else None
-        if args.policy_command == "apply":
-            text = _read_valid(args.file)
-            diff = "".join(
-                difflib.unified_diff(
-                    (live.text if live else "").splitlines(keepends=True),
-                    text.splitlines(keepends=True),
-                    f"live (version {current})",
-                    args.file,
-                )
-            )
-            print(diff or "no changes")
-            if not args.dry_run:
-                print(f"applied as version {await store.apply(text, note=args.file)}")
-        elif args.policy_command == "show":
-            print(live.text if live else "no policies applied yet", end="")
-        elif args.policy_command == "history":
-            for item in await store.history():
-                mark = "*" if item.version == current else " "
-                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item.applied_at))
-                print(f"{mark} {item.version:>5}  {stamp}Z  {item.note}")
-        elif args.policy_command == "rollback":
-            target = await store.get(args.version)
-            if target is None:
-                sys.exit(f"tokenbroker: no policy version {args.version}")
-            _validate_text(target.text)
-            version = await store.apply(target.text, note=f"rollback to {args.version}")
-            print(f"rolled back to version {args.version} as version {version}")
+        await _dispatch(args, ops)
+    except BrokerError as exc:
+        sys.exit(f"tokenbroker: {exc.message}")
     finally:
         await client.aclose()
 
 
-def _validate_text(text: str) -> None:
-    from .policy import PolicyError
-    from .policy_store import parse_policy_text
-
-    try:
-        parse_policy_text(text)
-    except PolicyError as exc:
-        sys.exit(f"tokenbroker: {exc}")
+async def _dispatch(args: argparse.Namespace, ops: Any) -> None:
+    action = f"{args.command} {getattr(args, 'policy_command', None) or args.user_command}"
+    if action == "policy apply":
+        applied = await ops.apply(_read_policy_file(args.file), dry_run=args.dry_run,
+                                  note=args.file)  # fmt: skip
+        print(applied.diff or "no changes")
+        print(
+            "dry run: nothing applied" if args.dry_run else f"applied as version {applied.version}"
+        )
+    elif action == "policy show":
+        live, _ = await ops.live()
+        print(live.text if live else "no policies applied yet", end="" if live else "\n")
+    elif action == "policy history":
+        live, _ = await ops.live()
+        for item in await ops.history():
+            mark = "*" if live and item.version == live.version else " "
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item.applied_at))
+            print(f"{mark} {item.version:>5}  {stamp}Z  {item.note}")
+    elif action == "policy rollback":
+        version = await ops.rollback(args.version)
+        print(f"rolled back to version {args.version} as version {version}")
+    elif action == "user assign":
+        await ops.assign(args.sub, args.policy)
+        print(json.dumps(await ops.user(args.sub), indent=2))
+    elif action == "user unassign":
+        await ops.unassign(args.sub)
+        print(json.dumps(await ops.user(args.sub), indent=2))
+    elif action == "user show":
+        print(json.dumps(await ops.user(args.sub), indent=2))
+    elif action == "user reset":
+        await ops.reset(args.sub)
+        print(json.dumps(await ops.user(args.sub), indent=2))
 
 
 def cmd_policy(args: argparse.Namespace) -> None:
     if args.policy_command == "validate":
-        cmd_policy_validate(args)
+        _read_policy_file(args.file)
+        print(f"{args.file}: valid")
     else:
-        asyncio.run(_policy_op(args))
+        asyncio.run(_operate(args))
+
+
+def cmd_user(args: argparse.Namespace) -> None:
+    asyncio.run(_operate(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = with_config(psub.add_parser("rollback"))
     rollback.add_argument("version", type=int)
     policy.set_defaults(func=cmd_policy)
+
+    user = sub.add_parser("user", help="assign policies to users, inspect and reset limits")
+    usub = user.add_subparsers(dest="user_command", required=True)
+    assign = with_config(usub.add_parser("assign"))
+    assign.add_argument("sub")
+    assign.add_argument("policy")
+    for name in ("unassign", "show", "reset"):
+        with_config(usub.add_parser(name)).add_argument("sub")
+    user.set_defaults(func=cmd_user)
     return parser
 
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
-
 from .errors import Unavailable
 from .limiter import Charge, Limiter, MemoryLimiter
 from .limits import LimitRule
+from .policy_store import STORE_ERRORS
 
 log = logging.getLogger("tokenbroker.limiter")
-
-STORE_ERRORS = (aioredis.RedisError, OSError, TimeoutError)
 
 
 class FailModeLimiter:

@@ -85,6 +85,22 @@ class Limiter(Protocol):
     async def refund(self, charge: Charge) -> None: ...
 
 
+class LimitState(Protocol):
+    """Read and clear one user's buckets (operators' `user show` / `user reset`)."""
+
+    async def peek(self, user_id: str, rules: Sequence[LimitRule]) -> tuple[Window, ...]: ...
+    async def reset(self, user_id: str) -> None: ...
+
+
+def _peek(tats: dict[str, int], now: int, rules: Sequence[LimitRule]) -> tuple[Window, ...]:
+    windows = []
+    for rule in rules:
+        tat = max(tats.get(_field(rule), now), now)
+        remaining = (rule.interval_us * rule.burst - (tat - now)) // rule.interval_us
+        windows.append(Window("user", rule, max(0, remaining), tat - now))
+    return tuple(windows)
+
+
 def _plan(
     prefix: str, user_id: str, user_rules: Sequence[LimitRule], global_rules: Sequence[LimitRule]
 ) -> list[tuple[str, str, LimitRule]]:
@@ -97,6 +113,7 @@ class RedisLimiter:
     """All windows of a mint checked and charged by one Lua script call."""
 
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._client = client
         self._prefix = prefix
         source = resources.files(__package__).joinpath("gcra.lua").read_text()
         self._script = client.register_script(source)
@@ -127,6 +144,17 @@ class RedisLimiter:
             return
         charge.refunded = True
         await self._run("refund", _plan(self._prefix, *charge.key))
+
+    async def peek(self, user_id: str, rules: Sequence[LimitRule]) -> tuple[Window, ...]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.hgetall(user_key(self._prefix, user_id))
+            (seconds, micros), raw = await pipe.execute()
+        tats = {bytes(k).decode(): int(v) for k, v in raw.items()}
+        return _peek(tats, int(seconds) * 1_000_000 + int(micros), rules)
+
+    async def reset(self, user_id: str) -> None:
+        await self._client.delete(user_key(self._prefix, user_id))
 
 
 class MemoryLimiter:
@@ -182,6 +210,15 @@ class MemoryLimiter:
             return
         charge.refunded = True
         self._step(_plan("local", *charge.key), refund=True)
+
+    async def peek(self, user_id: str, rules: Sequence[LimitRule]) -> tuple[Window, ...]:
+        key = user_key("local", user_id)
+        tats = {name: tat for (k, name), tat in self._tats.items() if k == key}
+        return _peek(tats, self._clock(), rules)
+
+    async def reset(self, user_id: str) -> None:
+        key = user_key("local", user_id)
+        self._tats = {slot: tat for slot, tat in self._tats.items() if slot[0] != key}
 
 
 def rate_limit_headers(charge: Charge) -> dict[str, str]:

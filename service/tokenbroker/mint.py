@@ -57,7 +57,7 @@ class Broker:
             raise Unavailable(
                 "store_unavailable", "Policies are not loaded yet.", headers={"Retry-After": "1"}
             )
-        policy = policies.select(identity.user_id, identity.claims)
+        policy = self.policies.select(identity.user_id, identity.claims)
         log.policy = policy.name
         enforced = enforce(policy, request)
         log.model = enforced.session["model"]

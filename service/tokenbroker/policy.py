@@ -92,9 +92,20 @@ class PolicySet:
     policy_claim: str | None = None
     global_limits: tuple[LimitRule, ...] = ()
 
-    def select(self, user_id: str, claims: Mapping[str, Any]) -> Policy:
-        """The user's assignment, else the policy named by ``policy_claim``, else the default."""
-        name = self.users.get(user_id)
+    def select(
+        self,
+        user_id: str,
+        claims: Mapping[str, Any],
+        assignments: Mapping[str, str] | None = None,
+    ) -> Policy:
+        """The user's assignment, else the policy named by ``policy_claim``, else the default.
+
+        ``assignments`` (made at run time) take precedence over the file's ``users``; an
+        assignment to a policy that no longer exists is ignored.
+        """
+        name = assignments.get(user_id) if assignments else None
+        if name not in self.policies:
+            name = self.users.get(user_id)
         if name is None and self.policy_claim is not None:
             claimed = claims.get(self.policy_claim)
             if isinstance(claimed, str) and claimed in self.policies:

@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 import yaml
 
-from .policy import PolicyError, PolicySet, parse_policy_set
+from .policy import Policy, PolicyError, PolicySet, parse_policy_set
+
+STORE_ERRORS = (aioredis.RedisError, OSError, TimeoutError)
 
 log = logging.getLogger("tokenbroker.policy")
 
@@ -40,60 +43,113 @@ def parse_policy_text(text: str) -> PolicySet:
 
 
 class PolicyStore(Protocol):
-    async def current_version(self) -> int: ...
+    async def stamp(self) -> tuple[int, int]:
+        """(current policy version, assignments revision): what a replica polls."""
+        ...
+
     async def get(self, version: int) -> PolicyVersion | None: ...
     async def apply(self, text: str, note: str = "") -> int: ...
     async def history(self) -> list[PolicyVersion]: ...
-
-
-_APPLY = """
-local n = redis.call('INCR', KEYS[1])
-redis.call('HSET', KEYS[3] .. n, 'text', ARGV[1], 'applied_at', ARGV[2], 'note', ARGV[3])
-redis.call('SET', KEYS[2], n)
-return n
-"""
+    async def assignments(self) -> dict[str, str]: ...
+    async def assign(self, user_id: str, policy: str | None) -> None: ...
+    async def wait_for_change(self) -> None:
+        """Return when another writer announces a change (may also return spuriously)."""
+        ...
 
 
 class RedisPolicyStore:
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, listener: aioredis.Redis | None = None
+    ) -> None:
         self._client = client
+        # Pub/sub blocks on a read, so it gets a client without the short socket timeout.
+        self._listener = listener or client
         # One hash tag: every policy key lives in one Redis Cluster slot.
         base = f"{prefix}:{{policy}}"
         self._seq, self._current, self._doc = f"{base}:seq", f"{base}:current", f"{base}:v:"
-        self._apply = client.register_script(_APPLY)
+        self._users, self._users_rev = f"{base}:users", f"{base}:users_rev"
+        self.channel = f"{base}:changed"
 
-    async def current_version(self) -> int:
-        value = await self._client.get(self._current)
-        return int(value) if value else 0
+    async def stamp(self) -> tuple[int, int]:
+        version, revision = await self._client.mget(self._current, self._users_rev)
+        return int(version or 0), int(revision or 0)
 
     async def get(self, version: int) -> PolicyVersion | None:
         raw: dict[Any, Any] = await self._client.hgetall(f"{self._doc}{version}")
-        fields = {bytes(k).decode(): bytes(v).decode() for k, v in raw.items()}
-        if "text" not in fields:
-            return None
-        return PolicyVersion(
-            version, fields["text"], float(fields.get("applied_at", 0)), fields.get("note", "")
-        )
+        return _record(version, raw)
 
     async def apply(self, text: str, note: str = "") -> int:
-        keys = [self._seq, self._current, self._doc]
-        return int(await self._apply(keys=keys, args=[text, repr(time.time()), note]))
+        version = int(await self._client.incr(self._seq))
+        # The pointer moves in the same transaction that writes the document.
+        async with self._client.pipeline(transaction=True) as tx:
+            tx.hset(
+                f"{self._doc}{version}",
+                mapping={"text": text, "applied_at": repr(time.time()), "note": note},
+            )
+            tx.set(self._current, version)
+            tx.publish(self.channel, f"policy {version}")
+            await tx.execute()
+        return version
 
     async def history(self) -> list[PolicyVersion]:
         last = int(await self._client.get(self._seq) or 0)
-        versions = [await self.get(n) for n in range(1, last + 1)]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for n in range(1, last + 1):
+                pipe.hgetall(f"{self._doc}{n}")
+            rows = await pipe.execute()
+        versions = [_record(n, raw) for n, raw in enumerate(rows, start=1)]
         return [v for v in versions if v is not None]
+
+    async def assignments(self) -> dict[str, str]:
+        raw: dict[Any, Any] = await self._client.hgetall(self._users)
+        return {bytes(k).decode(): bytes(v).decode() for k, v in raw.items()}
+
+    async def assign(self, user_id: str, policy: str | None) -> None:
+        async with self._client.pipeline(transaction=True) as tx:
+            if policy is None:
+                tx.hdel(self._users, user_id)
+            else:
+                tx.hset(self._users, user_id, policy)
+            tx.incr(self._users_rev)
+            tx.publish(self.channel, "users")
+            await tx.execute()
+
+    async def wait_for_change(self) -> None:
+        async with self._listener.pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(self.channel)
+            while True:
+                message = await pubsub.get_message(timeout=None)
+                if message is not None:
+                    return
+
+
+def _record(version: int, raw: dict[Any, Any]) -> PolicyVersion | None:
+    fields = {bytes(k).decode(): bytes(v).decode() for k, v in raw.items()}
+    if "text" not in fields:
+        return None
+    try:
+        applied_at = float(fields.get("applied_at", 0))
+    except ValueError:
+        applied_at = 0.0
+    return PolicyVersion(version, fields["text"], applied_at, fields.get("note", ""))
 
 
 class MemoryPolicyStore:
-    """The same store in this process: dev mode and tests of the pure parts."""
+    """The same store in this process: dev mode."""
 
     def __init__(self) -> None:
         self._versions: dict[int, PolicyVersion] = {}
         self._current = 0
+        self._users: dict[str, str] = {}
+        self._users_rev = 0
+        self._changed = asyncio.Event()
 
-    async def current_version(self) -> int:
-        return self._current
+    def _announce(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def stamp(self) -> tuple[int, int]:
+        return self._current, self._users_rev
 
     async def get(self, version: int) -> PolicyVersion | None:
         return self._versions.get(version)
@@ -102,61 +158,108 @@ class MemoryPolicyStore:
         version = max(self._versions, default=0) + 1
         self._versions[version] = PolicyVersion(version, text, time.time(), note)
         self._current = version
+        self._announce()
         return version
 
     async def history(self) -> list[PolicyVersion]:
         return [self._versions[n] for n in sorted(self._versions)]
 
+    async def assignments(self) -> dict[str, str]:
+        return dict(self._users)
+
+    async def assign(self, user_id: str, policy: str | None) -> None:
+        if policy is None:
+            self._users.pop(user_id, None)
+        else:
+            self._users[user_id] = policy
+        self._users_rev += 1
+        self._announce()
+
+    async def wait_for_change(self) -> None:
+        await self._changed.wait()
+
 
 class PolicyCache:
-    """This replica's in-memory copy of the current policies."""
+    """This replica's in-memory copy of the current policies and user assignments.
+
+    Changes arrive by notification (pub/sub) and by a periodic check of the version
+    stamp, so a lost message only delays a switch by one interval.
+    """
 
     def __init__(self, store: PolicyStore, interval: float) -> None:
-        self._store = store
+        self.store = store
         self._interval = interval
         self.version = 0
         self.policies: PolicySet | None = None
+        self.assignments: dict[str, str] = {}
+        self._users_rev = -1
         self._rejected: set[int] = set()
+
+    def select(self, user_id: str, claims: Mapping[str, Any]) -> Policy:
+        assert self.policies is not None
+        return self.policies.select(user_id, claims, self.assignments)
 
     async def bootstrap(self, initial_text: str | None) -> None:
         """Load the current version; on an empty store, apply ``initial_text`` first."""
-        if await self._store.current_version() == 0 and initial_text is not None:
+        version, _ = await self.store.stamp()
+        if version == 0 and initial_text is not None:
             parse_policy_text(initial_text)  # refuse to seed an invalid file
-            version = await self._store.apply(initial_text, note="initial file")
+            version = await self.store.apply(initial_text, note="initial file")
             log.info("policy store was empty; applied the configured file as version %d", version)
         await self.refresh()
 
     async def refresh(self) -> bool:
-        """Adopt the current version if it is new and valid. True if something changed."""
-        version = await self._store.current_version()
+        """Adopt what changed, if valid. True if something changed."""
+        version, users_rev = await self.store.stamp()
+        changed = False
+        if users_rev != self._users_rev:
+            self.assignments = await self.store.assignments()
+            self._users_rev = users_rev
+            changed = True
         if version == self.version or version in self._rejected:
-            return False
-        record = await self._store.get(version)
+            return changed
+        record = await self.store.get(version)
         if record is None:
-            return False
+            return changed
         try:
             policies = parse_policy_text(record.text)
         except PolicyError as exc:
             self._rejected.add(version)
             log.error(
                 "policy version %d is invalid; keeping version %d: %s",
-                version,
-                self.version,
-                "; ".join(exc.errors),
-            )
-            return False
+                version, self.version, "; ".join(exc.errors),
+            )  # fmt: skip
+            return changed
         self.policies, self.version = policies, version
         log.info("policy version %d adopted", version)
         return True
 
-    async def run(self) -> None:
-        """Poll for new versions forever; store errors only delay the next adoption."""
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh()
+        except STORE_ERRORS as exc:
+            log.warning("policy refresh failed: %s", type(exc).__name__)
+
+    async def poll(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            try:
-                await self.refresh()
-            except (aioredis.RedisError, OSError) as exc:
-                log.warning("policy refresh failed: %s", type(exc).__name__)
+            await self._refresh_quietly()
 
-    def describe(self) -> dict[str, Any]:
-        return {"version": self.version, "loaded": self.policies is not None}
+    async def listen(self) -> None:
+        while True:
+            try:
+                await self.store.wait_for_change()
+            except STORE_ERRORS:
+                await asyncio.sleep(self._interval)  # the poll covers the gap
+                continue
+            await self._refresh_quietly()
+
+    async def run(self, initial_text: str | None) -> None:
+        """Bootstrap (retrying while the store is down), then follow changes forever."""
+        while self.policies is None:
+            try:
+                await self.bootstrap(initial_text)
+            except STORE_ERRORS as exc:
+                log.warning("policy bootstrap failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(self._interval)
+        await asyncio.gather(self.poll(), self.listen())

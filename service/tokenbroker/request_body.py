@@ -29,28 +29,37 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidRequest("invalid_json", "The request body is not valid JSON.") from None
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The body as JSON; an empty body is ``{}``. 415 / 413 / 400 before anything else."""
-    content_type = request.headers.get("content-type", "")
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it is known to exceed ``limit``."""
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
         if not length.isdigit():
             raise InvalidRequest("invalid_request", "Content-Length is not a number.")
         raise BodyTooLarge("body_too_large", f"The request body is larger than {limit} bytes.")
-    media = content_type.split(";", 1)[0].strip().lower()
-    if media not in ("", "application/json"):
-        raise UnsupportedMediaType(
-            "unsupported_media_type", "The request body must be application/json."
-        )
     chunks = bytearray()
     async for chunk in request.stream():
         chunks += chunk
         if len(chunks) > limit:
             raise BodyTooLarge("body_too_large", f"The request body is larger than {limit} bytes.")
+    return bytes(chunks)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON; an empty body is ``{}``. 415 / 413 / 400 before anything else."""
+    media = media_type(request)
+    if media not in ("", "application/json"):
+        raise UnsupportedMediaType(
+            "unsupported_media_type", "The request body must be application/json."
+        )
+    chunks = await read_body(request, limit)
     if not chunks.strip():
         return {}
     if not media:
         raise UnsupportedMediaType(
             "unsupported_media_type", "Send the body with Content-Type: application/json."
         )
-    return parse_json(bytes(chunks))
+    return parse_json(chunks)

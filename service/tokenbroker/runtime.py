@@ -17,11 +17,12 @@ import httpx
 import redis.asyncio as aioredis
 
 from .auth import Authenticator
-from .failover import STORE_ERRORS, FailModeLimiter
+from .failover import FailModeLimiter
 from .fake_upstream import FakeControls, create_fake_upstream
 from .limiter import MemoryLimiter, RedisLimiter
 from .mint import Broker
-from .policy_store import MemoryPolicyStore, PolicyCache, RedisPolicyStore
+from .operations import Operations
+from .policy_store import STORE_ERRORS, MemoryPolicyStore, PolicyCache, RedisPolicyStore
 from .settings import Settings
 from .upstream import Upstream, make_client
 
@@ -32,6 +33,7 @@ log = logging.getLogger("tokenbroker")
 class Runtime:
     broker: Broker
     settings: Settings
+    operations: Operations
     store_ping: Callable[[], Awaitable[bool]] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -49,16 +51,6 @@ def _initial_policies(settings: Settings) -> str | None:
     return settings.policies_file.read_text() if settings.policies_file else None
 
 
-async def _keep_policies_fresh(cache: PolicyCache, initial: str | None) -> None:
-    while cache.policies is None:
-        try:
-            await cache.bootstrap(initial)
-        except STORE_ERRORS as exc:
-            log.warning("policy bootstrap failed (%s); retrying", type(exc).__name__)
-            await asyncio.sleep(1)
-    await cache.run()
-
-
 @contextlib.asynccontextmanager
 async def redis_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     client = aioredis.Redis.from_url(
@@ -72,9 +64,11 @@ async def redis_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         connect_timeout=settings.upstream_connect_timeout,
         timeout=settings.upstream_timeout,
     )
-    cache = PolicyCache(
-        RedisPolicyStore(client, settings.redis_prefix), settings.policy_refresh_interval
+    listener = aioredis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=settings.redis_timeout, health_check_interval=30
     )
+    store = RedisPolicyStore(client, settings.redis_prefix, listener)
+    cache = PolicyCache(store, settings.policy_refresh_interval)
     initial = _initial_policies(settings)
     with contextlib.suppress(*STORE_ERRORS):
         await cache.bootstrap(initial)
@@ -85,14 +79,15 @@ async def redis_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         except STORE_ERRORS:
             return False
 
+    limiter = RedisLimiter(client, settings.redis_prefix)
     broker = Broker(
         Authenticator(settings),
         cache,
-        FailModeLimiter(RedisLimiter(client, settings.redis_prefix), settings.fail_mode),
+        FailModeLimiter(limiter, settings.fail_mode),
         Upstream(http, settings.upstream_api_key),
     )
-    runtime = Runtime(broker, settings, ping)
-    runtime.tasks.append(asyncio.create_task(_keep_policies_fresh(cache, initial)))
+    runtime = Runtime(broker, settings, Operations(store, limiter), ping)
+    runtime.tasks.append(asyncio.create_task(cache.run(initial)))
     try:
         yield runtime
     finally:
@@ -101,6 +96,7 @@ async def redis_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
         await http.aclose()
         await client.aclose()
+        await listener.aclose()
 
 
 DEV_API_KEY = "sk-dev-fake-upstream"  # the fake upstream's key, not a secret
@@ -116,10 +112,17 @@ async def memory_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         timeout=settings.upstream_timeout,
         transport=transport,
     )
-    cache = PolicyCache(MemoryPolicyStore(), settings.policy_refresh_interval)
+    store = MemoryPolicyStore()
+    cache = PolicyCache(store, settings.policy_refresh_interval)
     await cache.bootstrap(_initial_policies(settings))
-    broker = Broker(Authenticator(settings), cache, MemoryLimiter(), Upstream(http, DEV_API_KEY))
+    limiter = MemoryLimiter()
+    broker = Broker(Authenticator(settings), cache, limiter, Upstream(http, DEV_API_KEY))
+    runtime = Runtime(broker, settings, Operations(store, limiter))
+    runtime.tasks.append(asyncio.create_task(cache.listen()))
     try:
-        yield Runtime(broker, settings)
+        yield runtime
     finally:
+        for task in runtime.tasks:
+            task.cancel()
+        await asyncio.gather(*runtime.tasks, return_exceptions=True)
         await http.aclose()

@@ -95,7 +95,9 @@ class _Reader:
         return value
 
 
-def _provider(raw: Any, index: int, env: Mapping[str, str], r: _Reader) -> ProviderSettings | None:
+def _provider(
+    raw: Any, index: int, env: Mapping[str, str], r: _Reader, require_secrets: bool
+) -> ProviderSettings | None:
     path = f"auth.providers[{index}]"
     if not isinstance(raw, dict):
         r.errors.append(f"{path}: must be a mapping")
@@ -119,11 +121,13 @@ def _provider(raw: Any, index: int, env: Mapping[str, str], r: _Reader) -> Provi
     secret_env = raw.get("hs256_secret_env")
     if secret_env:
         secret = env.get(str(secret_env))
-        if not secret:
+        if not require_secrets:
+            pass
+        elif not secret:
             r.errors.append(f"{path}.hs256_secret_env: environment variable {secret_env} is empty")
         elif len(secret) < 32:
             r.errors.append(f"{path}.hs256_secret_env: {secret_env} must hold 32 bytes or more")
-    elif "HS256" in algorithms:
+    elif "HS256" in algorithms and require_secrets:
         r.errors.append(f"{path}.hs256_secret_env: is required for HS256")
     return ProviderSettings(
         name=str(raw.get("name") or issuer),
@@ -136,9 +140,17 @@ def _provider(raw: Any, index: int, env: Mapping[str, str], r: _Reader) -> Provi
 
 
 def settings_from_dict(
-    raw: Mapping[str, Any], env: Mapping[str, str], base_dir: Path | None = None
+    raw: Mapping[str, Any],
+    env: Mapping[str, str],
+    base_dir: Path | None = None,
+    *,
+    require_secrets: bool = True,
 ) -> Settings:
-    """Build Settings from a parsed config document and an environment mapping."""
+    """Build Settings from a parsed config document and an environment mapping.
+
+    ``require_secrets=False`` is for operator commands, which need the store but not the
+    JWT secrets.
+    """
     r = _Reader()
     known = ("server", "upstream", "redis", "fail_mode", "policies", "auth", "cors", "http", "log")
     for unknown in set(raw) - set(known):
@@ -158,7 +170,7 @@ def settings_from_dict(
     providers = [
         p
         for i, item in enumerate(auth.get("providers") or [])
-        if (p := _provider(item, i, env, r)) is not None
+        if (p := _provider(item, i, env, r, require_secrets)) is not None
     ]
     if not providers:
         r.errors.append("auth.providers: configure at least one JWT provider")
@@ -205,7 +217,9 @@ def settings_from_dict(
     return settings
 
 
-def load_settings(path: str | Path, env: Mapping[str, str]) -> Settings:
+def load_settings(
+    path: str | Path, env: Mapping[str, str], *, require_secrets: bool = True
+) -> Settings:
     """Read the YAML config at ``path``; relative file paths in it are relative to it."""
     path = Path(path)
     try:
@@ -214,4 +228,4 @@ def load_settings(path: str | Path, env: Mapping[str, str]) -> Settings:
         raise SettingsError([f"{path}: {exc}"]) from exc
     if not isinstance(raw, dict):
         raise SettingsError([f"{path}: must be a YAML mapping"])
-    return settings_from_dict(raw, env, base_dir=path.parent)
+    return settings_from_dict(raw, env, base_dir=path.parent, require_secrets=require_secrets)
