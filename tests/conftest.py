@@ -67,13 +67,13 @@ def upstream(fake_upstream_server: TokenbrokerServer) -> FakeUpstream:
 
 
 def write_config(
-    directory: Path, *, redis_url: str, upstream_url: str, policies: Path, **overrides: Any
+    directory: Path, *, redis_url: str, upstream_url: str, policy_file: Path, **overrides: Any
 ) -> Path:
     config: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 0},
         "upstream": {"url": upstream_url, "connect_timeout": "1s", "timeout": "2s"},
         "redis": {"url": redis_url, "prefix": f"t{uuid.uuid4().hex[:8]}", "timeout": "250ms"},
-        "policies": {"file": str(policies), "refresh_interval": "100ms"},
+        "policies": {"file": str(policy_file), "refresh_interval": "100ms"},
         "auth": {
             "providers": [
                 {
@@ -109,7 +109,7 @@ def start_broker(
     directory = tmp_path_factory.mktemp("broker")
 
     def start(
-        policies: Path = POLICIES / "integration.yaml",
+        policy_file: Path = POLICIES / "integration.yaml",
         env: dict[str, str] | None = None,
         **overrides: Any,
     ) -> TokenbrokerServer:
@@ -118,7 +118,7 @@ def start_broker(
             directory,
             redis_url=redis_server.url,
             upstream_url=f"{fake_upstream_server.url}/v1",
-            policies=policies,
+            policy_file=policy_file,
             **overrides,
         )
         server = TokenbrokerServer(

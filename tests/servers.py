@@ -125,7 +125,11 @@ class TokenbrokerServer:
 
     def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
         self.process = Process([sys.executable, "-m", "tokenbroker", *args], env)
-        match = self.process.wait_for(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+        try:
+            match = self.process.wait_for(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+        except AssertionError:
+            self.process.stop()
+            raise
         self.port = int(match.group(1))
         self.url = f"http://127.0.0.1:{self.port}"
 

@@ -174,3 +174,134 @@ def test_policy_selection(policies: PolicySet) -> None:
     assert policies.select("someone", {"plan": "suspended"}).name == "suspended"
     assert policies.select("someone", {"plan": "no-such-plan"}).name == "standard"
     assert policies.select("someone", {}).name == "standard"
+
+
+FIELDS = Path(__file__).parent / "policies" / "fields.yaml"
+LOOKUP = {
+    "type": "function",
+    "name": "lookup",
+    "description": "Look up an order",
+    "parameters": {"type": "object"},
+}
+
+
+@pytest.fixture(scope="module")
+def field_policies() -> PolicySet:
+    return parse_policy_text(FIELDS.read_text())
+
+
+@pytest.mark.parametrize(
+    ("policy", "request_body", "expected", "adjusted"),
+    [
+        ("open", {}, {}, ()),
+        ("open", {"instructions": "Be brief."}, {"instructions": "Be brief."}, ()),
+        (
+            "open",
+            {"tools": [{"type": "function", "name": "weather"}], "tool_choice": "weather"},
+            {"tools": [{"type": "function", "name": "weather"}], "tool_choice": "weather"},
+            (),
+        ),
+        (
+            "open",
+            {"tools": [{"name": "lookup"}], "tool_choice": "required"},
+            {"tools": [{"name": "lookup"}], "tool_choice": "required"},
+            (),
+        ),
+        ("open", {"turn_detection": None}, {"turn_detection": None}, ()),
+        (
+            "open",
+            {"turn_detection": {"eagerness": "low", "threshold": 0.9, "prefix_padding_ms": 20}},
+            {
+                "turn_detection": {
+                    "type": "server_vad",
+                    "eagerness": "low",
+                    "threshold": 0.7,
+                    "prefix_padding_ms": 100,
+                }
+            },
+            ("turn_detection.threshold", "turn_detection.prefix_padding_ms"),
+        ),
+        (
+            "open",
+            {"input_audio_transcription": {"prompt": "orders", "language": "de"}},
+            {
+                "input_audio_transcription": {
+                    "model": "gpt-4o-transcribe",
+                    "prompt": "orders",
+                    "language": "de",
+                }
+            },
+            (),
+        ),
+        ("fixed_tools", {}, {"tools": [LOOKUP]}, ()),
+        (
+            "fixed_tools",
+            {"tool_choice": "lookup"},
+            {"tools": [LOOKUP], "tool_choice": "lookup"},
+            (),
+        ),
+        ("semantic", {}, {"turn_detection": {"type": "semantic_vad"}}, ()),
+    ],
+)
+def test_client_modes_and_nested_fields(
+    field_policies: PolicySet,
+    policy: str,
+    request_body: dict[str, Any],
+    expected: dict[str, Any],
+    adjusted: tuple[str, ...],
+) -> None:
+    """Client instructions and tools, fixed tools, turn detection clamps, transcription."""
+    result = enforce(field_policies.policies[policy], request_body)
+    assert result.session == {"model": "gpt-4o-realtime-preview", **expected}
+    assert result.adjusted == adjusted
+
+
+@pytest.mark.parametrize(
+    ("policy", "request_body", "code", "param"),
+    [
+        ("open", {"instructions": "x" * 11}, "instructions_not_allowed", "instructions"),
+        (
+            "open",
+            {"tools": [{"name": "lookup"}, {"name": "rm_rf"}]},
+            "tools_not_allowed",
+            "tools[1]",
+        ),
+        ("fixed_tools", {"tools": [LOOKUP]}, "tools_not_allowed", "tools"),
+        (
+            "open",
+            {"turn_detection": {"type": "semantic_vad"}},
+            "turn_detection_not_allowed",
+            "turn_detection.type",
+        ),
+        (
+            "open",
+            {"turn_detection": {"eagerness": "high"}},
+            "turn_detection_not_allowed",
+            "turn_detection.eagerness",
+        ),
+        (
+            "semantic",
+            {"input_audio_noise_reduction": {"type": "near_field"}},
+            "noise_reduction_not_allowed",
+            "input_audio_noise_reduction",
+        ),
+    ],
+)
+def test_client_modes_denied(
+    field_policies: PolicySet,
+    policy: str,
+    request_body: dict[str, Any],
+    code: str,
+    param: str,
+) -> None:
+    """Client text over max_chars, unlisted tools, tools under fixed, disallowed VAD settings."""
+    with pytest.raises(PermissionDenied) as caught:
+        enforce(field_policies.policies[policy], request_body)
+    assert (caught.value.code, caught.value.param) == (code, param)
+
+
+@pytest.mark.parametrize("choice", ["required", "weather"])
+def test_tool_choice_without_matching_tool(field_policies: PolicySet, choice: str) -> None:
+    """tool_choice 'required' with no tools, or naming a tool not sent, is a 400."""
+    with pytest.raises(InvalidRequest):
+        enforce(field_policies.policies["open"], {"tool_choice": choice})

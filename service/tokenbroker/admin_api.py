@@ -28,6 +28,11 @@ def _operations(request: Request) -> Operations:
     return operations
 
 
+async def _adopt(request: Request) -> None:
+    """The replica that took a change serves it at once; the others follow by notification."""
+    await request.app.state.runtime.broker.policies.refresh()
+
+
 def admin_routes(admin_token: str) -> list[Route]:
     expected = f"Bearer {admin_token}".encode()
 
@@ -61,6 +66,7 @@ def admin_routes(admin_token: str) -> list[Route]:
         applied = await _operations(request).apply(
             text, dry_run=dry_run, note=request.query_params.get("note", "admin api")
         )
+        await _adopt(request)
         return JSONResponse({"diff": applied.diff, "version": applied.version})
 
     async def history(request: Request) -> Response:
@@ -72,6 +78,7 @@ def admin_routes(admin_token: str) -> list[Route]:
 
     async def rollback(request: Request) -> Response:
         version = await _operations(request).rollback(int(request.path_params["version"]))
+        await _adopt(request)
         return JSONResponse({"version": version})
 
     async def user(request: Request) -> Response:
@@ -84,6 +91,7 @@ def admin_routes(admin_token: str) -> list[Route]:
             await operations.assign(sub, policy)
         elif request.method == "DELETE":
             await operations.unassign(sub)
+        await _adopt(request)
         return JSONResponse(await operations.user(sub))
 
     async def reset(request: Request) -> Response:

@@ -180,6 +180,8 @@ def settings_from_dict(
         policy_path = Path(str(policies_file))
         if base_dir is not None and not policy_path.is_absolute():
             policy_path = base_dir / policy_path
+        if require_secrets and not policy_path.is_file():
+            r.errors.append(f"policies.file: no such file: {policy_path}")
     origins = cors.get("allowed_origins") or []
     if not isinstance(origins, list) or "*" in origins:
         r.errors.append("cors.allowed_origins: must be a list of exact origins (no '*')")

@@ -1,0 +1,99 @@
+"""The admin HTTP API: off without a credential, never opened by an end-user JWT."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from conftest import POLICIES, StartBroker, make_token
+from servers import TokenbrokerServer
+
+ADMIN_TOKEN = "admin-CANARY-token-5c1d2e3f4a5b6c7d"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def broker(start_broker: StartBroker) -> TokenbrokerServer:
+    return start_broker(env={"TOKENBROKER_ADMIN_TOKEN": ADMIN_TOKEN})
+
+
+def test_admin_api_is_off_without_a_credential(start_broker: StartBroker) -> None:
+    """With no admin token configured, /admin/ does not exist."""
+    plain = start_broker()
+    assert httpx.get(plain.url + "/admin/policy", headers=ADMIN).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, f"Bearer {make_token('admin')}", f"Bearer {ADMIN_TOKEN}x", ADMIN_TOKEN, "Bearer x"],
+)
+def test_wrong_credentials_are_refused(
+    broker: TokenbrokerServer, authorization: str | None
+) -> None:
+    """No credential, an end-user JWT, or anything but the exact token: 401."""
+    headers = {"Authorization": authorization} if authorization else {}
+    reply = httpx.get(broker.url + "/admin/policy", headers=headers)
+    assert reply.status_code == 401
+    assert reply.json()["error"]["type"] == "authentication_error"
+
+
+def test_policy_lifecycle_over_http(broker: TokenbrokerServer) -> None:
+    """Show, dry-run, apply, history and rollback through the API."""
+    live = httpx.get(broker.url + "/admin/policy", headers=ADMIN).json()
+    text = (POLICIES / "integration.yaml").read_text()
+    assert live["text"] == text
+    edited = text.replace("max: 0.9, default: 0.8", "max: 1.0, default: 0.8")
+    yaml_headers = {**ADMIN, "Content-Type": "application/yaml"}
+
+    dry = httpx.post(
+        broker.url + "/admin/policy?dry_run=true", content=edited, headers=yaml_headers
+    ).json()
+    assert dry["version"] is None
+    assert "+    temperature: {min: 0.6, max: 1.0, default: 0.8}" in dry["diff"]
+
+    applied = httpx.post(broker.url + "/admin/policy", content=edited, headers=yaml_headers)
+    assert applied.status_code == 200
+    assert applied.json()["version"] == live["version"] + 1
+
+    bad = httpx.post(broker.url + "/admin/policy", content="policies: {}", headers=yaml_headers)
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "invalid_policy"
+
+    history = httpx.get(broker.url + "/admin/policy/history", headers=ADMIN).json()
+    assert [v["version"] for v in history["versions"]][-2:] == [
+        live["version"],
+        live["version"] + 1,
+    ]
+
+    rolled = httpx.post(f"{broker.url}/admin/policy/rollback/{live['version']}", headers=ADMIN)
+    assert rolled.json() == {"version": live["version"] + 2}
+    missing = httpx.post(f"{broker.url}/admin/policy/rollback/999", headers=ADMIN)
+    assert missing.status_code == 404
+
+
+def test_user_operations_over_http(broker: TokenbrokerServer) -> None:
+    """Assign, show, reset and unassign a user through the API."""
+    url = broker.url + "/admin/users/http-user"
+    token = make_token("http-user")
+
+    def mint() -> httpx.Response:
+        return httpx.post(
+            broker.url + "/v1/realtime/sessions",
+            json={},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    assigned = httpx.put(url, json={"policy": "limited"}, headers=ADMIN)
+    assert assigned.status_code == 200
+    assert assigned.json()["policy"] == "limited"
+    assert assigned.json()["policy_source"] == "assignment"
+    assert httpx.put(url, json={"policy": "nope"}, headers=ADMIN).status_code == 404
+    shown = httpx.get(url, headers=ADMIN).json()
+    assert shown["limits"][0]["remaining"] == 3
+    while mint().status_code == 200:
+        pass
+    assert httpx.get(url, headers=ADMIN).json()["limits"][0]["remaining"] == 0
+    reset = httpx.post(url + "/reset", headers=ADMIN).json()
+    assert reset["limits"][0]["remaining"] == 3
+    unassigned = httpx.delete(url, headers=ADMIN).json()
+    assert unassigned["policy"] == "standard"
