@@ -20,7 +20,7 @@ from .admin_api import admin_routes
 from .edge import Edge
 from .errors import BrokerError, MethodNotAllowed, NotFound, render
 from .mint import MintLog
-from .request_body import read_json
+from .request_body import read_json_bytes
 from .runtime import Runtime
 from .settings import Settings
 
@@ -69,9 +69,9 @@ def _runtime(request: Request) -> Runtime:
 
 async def create_session(request: Request) -> Response:
     runtime = _runtime(request)
-    body = await read_json(request, runtime.settings.max_body_bytes)
+    body = await read_json_bytes(request, runtime.settings.max_body_bytes)
     reply = await runtime.broker.mint(
-        request.headers.get("authorization"), body, request.scope["state"]["mint_log"]
+        request.headers.getlist("authorization"), body, request.scope["state"]["mint_log"]
     )
     return Response(
         json.dumps(reply.body, separators=(",", ":")),

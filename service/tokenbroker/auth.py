@@ -1,25 +1,34 @@
 """End-user authentication: verify the bearer JWT and say who the user is.
 
-The token's ``iss`` picks the provider before any key is used; the provider's explicit
-algorithm allowlist and key decide the rest. Failures raise AuthenticationFailed with a
-generic message for the client and the precise ``reason`` for the log.
+Order matters. The token is size-checked and strictly parsed (no duplicate keys, no
+numeric strings); its ``iss`` picks the provider before any key is touched; the header
+may not bring its own key (``jwk``, ``jku``, ``x5u``, ``x5c``) or extensions (``crit``);
+the algorithm must be in the provider's allowlist *and* fit the key's type; only then
+does PyJWT verify the signature and registered claims, after which the service checks
+what PyJWT does not (claim types, lifetime, user id, required claims). Failures raise
+AuthenticationFailed: a generic message for the client, the precise ``reason`` for the log.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from .errors import AuthenticationFailed, InvalidRequest
+from .jwks import JwksCache, JwksUnavailable
+from .jwt_parse import MalformedToken, numeric_date, read_token
 from .settings import ProviderSettings, Settings
 
-# Header parameters that would make the token choose its own key or extensions.
 _FORBIDDEN_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit")
 _MAX_USER_ID = 256
+_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,81 +38,147 @@ class Identity:
     claims: Mapping[str, Any]
 
 
-def bearer_token(authorization: str | None) -> str:
-    """The token in an ``Authorization: Bearer`` header (RFC 6750 §2.1)."""
-    if authorization is None or not authorization.strip():
+def _malformed_authorization() -> InvalidRequest:
+    return InvalidRequest(
+        "invalid_request",
+        "The Authorization header must be exactly one 'Bearer <token>'.",
+        headers={"WWW-Authenticate": 'Bearer realm="tokenbroker", error="invalid_request"'},
+    )
+
+
+def bearer_token(values: Sequence[str]) -> str:
+    """The token of the request's one ``Authorization: Bearer`` header (RFC 6750 §2.1)."""
+    if not values or not "".join(values).strip():
         raise AuthenticationFailed("missing_token", "no Authorization header")
-    scheme, _, token = authorization.strip().partition(" ")
+    if len(values) > 1:
+        raise _malformed_authorization()
+    scheme, _, token = values[0].strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or " " in token or "," in authorization:
-        raise InvalidRequest(
-            "invalid_request",
-            "The Authorization header must be 'Bearer <token>'.",
-            headers={"WWW-Authenticate": 'Bearer realm="tokenbroker", error="invalid_request"'},
-        )
+    if scheme.lower() != "bearer" or not token or any(c in token for c in " ,\t"):
+        raise _malformed_authorization()
     return token
+
+
+def key_fits(alg: str, key: Any) -> bool:
+    """Whether ``alg`` may be verified with ``key`` (blocks algorithm confusion)."""
+    if alg == "HS256":
+        return isinstance(key, str | bytes)
+    if alg[:2] in ("RS", "PS"):
+        return isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048
+    if alg in _CURVES:
+        return isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, _CURVES[alg])
+    if alg == "EdDSA":
+        return isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey)
+    return False
+
+
+class _Provider:
+    def __init__(self, settings: ProviderSettings, jwks: JwksCache | None) -> None:
+        self.settings = settings
+        self._jwks = jwks
+        self._static: Any = settings.hs256_secret
+        if settings.pem_file is not None:
+            self._static = load_pem_public_key(settings.pem_file.read_bytes())
+
+    async def key(self, kid: str | None) -> Any:
+        if self._jwks is None:
+            return self._static
+        try:
+            return await self._jwks.key(kid)
+        except KeyError:
+            raise AuthenticationFailed("invalid_token", f"unknown kid {kid!r}") from None
+        except JwksUnavailable:
+            raise AuthenticationFailed("invalid_token", "JWKS unavailable") from None
 
 
 class Authenticator:
     """Verifies tokens against the configured providers."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._providers = {p.issuer: p for p in settings.providers}
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+        self._providers: dict[str, _Provider] = {}
+        for provider in settings.providers:
+            jwks = None
+            if provider.jwks_url is not None:
+                assert client is not None, "JWKS providers need the shared HTTP client"
+                jwks = JwksCache(provider.jwks_url, client, settings.jwks)
+            self._providers[provider.issuer] = _Provider(provider, jwks)
         self._leeway = settings.leeway
         self._max_lifetime = settings.max_token_lifetime
         self._max_bytes = settings.max_token_bytes
 
-    def _key(self, provider: ProviderSettings, header: Mapping[str, Any]) -> Any:
-        if header.get("alg") == "HS256" and provider.hs256_secret:
-            return provider.hs256_secret
-        raise AuthenticationFailed("invalid_token", f"no key for alg {header.get('alg')!r}")
+    def jwks_caches(self) -> list[JwksCache]:
+        return [p._jwks for p in self._providers.values() if p._jwks is not None]
 
-    def verify(self, token: str) -> Identity:
+    async def verify(self, token: str) -> Identity:
         if len(token) > self._max_bytes:
             raise AuthenticationFailed("invalid_token", f"token longer than {self._max_bytes}")
         try:
-            unverified = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
-        except jwt.PyJWTError as exc:
+            unverified = read_token(token)
+        except MalformedToken as exc:
             raise AuthenticationFailed("invalid_token", f"malformed token: {exc}") from None
-        header, payload = unverified["header"], unverified["payload"]
-        if not isinstance(payload, dict):
-            raise AuthenticationFailed("invalid_token", "payload is not an object")
-        issuer = payload.get("iss")
+        header, claims = unverified.header, unverified.claims
+        issuer = claims.get("iss")
         provider = self._providers.get(issuer) if isinstance(issuer, str) else None
         if provider is None:
             raise AuthenticationFailed("invalid_token", f"unknown issuer {issuer!r}")
         for name in _FORBIDDEN_HEADERS:
             if name in header:
                 raise AuthenticationFailed("invalid_token", f"forbidden header {name!r}")
-        if header.get("alg") not in provider.algorithms:
-            raise AuthenticationFailed("invalid_token", f"alg {header.get('alg')!r} not allowed")
-        key = self._key(provider, header)
+        alg, kid = header.get("alg"), header.get("kid")
+        if not isinstance(alg, str) or alg not in provider.settings.algorithms:
+            raise AuthenticationFailed("invalid_token", f"alg {alg!r} not allowed")
+        if kid is not None and not isinstance(kid, str):
+            raise AuthenticationFailed("invalid_token", "kid is not a string")
+        self._check_times(claims)
+        key = await provider.key(kid)
+        if not key_fits(alg, key):
+            raise AuthenticationFailed("invalid_token", f"alg {alg} does not fit the key")
         try:
-            claims = jwt.decode(
+            jwt.decode(
                 token,
                 key,
-                algorithms=list(provider.algorithms),
-                audience=list(provider.audiences) or None,
-                issuer=provider.issuer,
+                algorithms=[alg],
+                audience=list(provider.settings.audiences) or None,
+                issuer=provider.settings.issuer,
                 leeway=self._leeway,
-                options={"require": ["exp", "iss"], "verify_aud": bool(provider.audiences)},
+                options={
+                    "require": ["exp", "iss"],
+                    "verify_aud": bool(provider.settings.audiences),
+                },
             )
         except jwt.ExpiredSignatureError:
             raise AuthenticationFailed("token_expired", "token expired") from None
         except jwt.PyJWTError as exc:
             raise AuthenticationFailed("invalid_token", f"{type(exc).__name__}: {exc}") from None
-        return Identity(self._user_id(provider, claims), provider.name, claims)
+        return Identity(self._user_id(provider.settings, claims), provider.settings.name, claims)
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        """Types and bounds PyJWT does not enforce: numbers only, bounded lifetime."""
+        try:
+            exp = numeric_date(claims, "exp")
+            iat = numeric_date(claims, "iat")
+            nbf = numeric_date(claims, "nbf")
+        except MalformedToken as exc:
+            raise AuthenticationFailed("invalid_token", str(exc)) from None
+        if exp is None:
+            raise AuthenticationFailed("invalid_token", "no exp")
+        now = time.time()
+        if iat is not None and iat > now + self._leeway:
+            raise AuthenticationFailed("invalid_token", "iat in the future")
+        start = max(x for x in (iat, nbf, now - self._max_lifetime) if x is not None)
+        if exp - start > self._max_lifetime + self._leeway or exp - now > self._max_lifetime:
+            raise AuthenticationFailed("invalid_token", "token lifetime exceeds the maximum")
 
     def _user_id(self, provider: ProviderSettings, claims: Mapping[str, Any]) -> str:
-        exp = claims["exp"]
-        if isinstance(exp, bool) or not isinstance(exp, int | float):
-            raise AuthenticationFailed("invalid_token", "exp is not a number")
-        start = claims.get("iat", claims.get("nbf", time.time()))
-        if isinstance(start, bool) or not isinstance(start, int | float):
-            raise AuthenticationFailed("invalid_token", "iat/nbf is not a number")
-        if exp - start > self._max_lifetime + self._leeway:
-            raise AuthenticationFailed("invalid_token", "token lifetime exceeds the maximum")
+        for name, accepted in provider.required_claims.items():
+            if claims.get(name) not in accepted:
+                raise AuthenticationFailed("invalid_token", f"required claim {name} mismatch")
         user_id = claims.get(provider.user_claim)
-        if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > _MAX_USER_ID:
+        if (
+            not isinstance(user_id, str)
+            or not user_id.strip()
+            or len(user_id) > _MAX_USER_ID
+            or not user_id.isprintable()
+        ):
             raise AuthenticationFailed("invalid_token", f"bad user id claim {provider.user_claim}")
         return user_id

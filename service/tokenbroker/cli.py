@@ -65,7 +65,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def dev_settings(policies: Path, secret: str) -> Settings:
-    provider = ProviderSettings("dev", "tokenbroker-dev", ("tokenbroker",), ("HS256",), secret)
+    provider = ProviderSettings(
+        "dev", "tokenbroker-dev", ("tokenbroker",), ("HS256",), hs256_secret=secret
+    )
     return Settings(providers=(provider,), policies_file=policies, fail_mode="local")
 
 

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .errors import InvalidRequest, error_body
-from .request_body import parse_json
+from .request_body import parse_body
 from .session_schema import validate_session
 
 
@@ -107,7 +107,7 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
         if controls.api_key is not None and key.strip() != controls.api_key:
             return _error(401, "invalid_request_error", "invalid_api_key", "Incorrect API key.")
         try:
-            config = validate_session(parse_json(raw) if raw.strip() else {})
+            config = validate_session(parse_body(raw))
         except InvalidRequest as exc:
             return _error(400, exc.type, exc.code, exc.message, exc.param)
         return JSONResponse(_session(config))

@@ -7,6 +7,7 @@ Each step is a plain call on a dependency held by :class:`Broker`; HTTP stays in
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from .enforce import enforce
 from .errors import BrokerError, RateLimited, Unavailable
 from .limiter import Limiter, rate_limit_headers
 from .policy_store import PolicyCache
+from .request_body import parse_body
 from .session_schema import validate_session
 from .upstream import Upstream, UpstreamError
 
@@ -47,11 +49,11 @@ class Broker:
     limiter: Limiter
     upstream: Upstream
 
-    async def mint(self, authorization: str | None, body: Any, log: MintLog) -> MintReply:
-        identity = self.authenticator.verify(bearer_token(authorization))
+    async def mint(self, authorization: Sequence[str], body: bytes, log: MintLog) -> MintReply:
+        identity = await self.authenticator.verify(bearer_token(authorization))
         log.user = hash_user(identity.user_id)
 
-        request = validate_session(body)
+        request = validate_session(parse_body(body))
         policies = self.policies.policies
         if policies is None:
             raise Unavailable(

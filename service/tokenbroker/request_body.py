@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 
+from . import strict_json
 from .errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key in object")
-    return result
 
 
 def parse_json(raw: bytes) -> Any:
     """Strict JSON: no NaN/Infinity, no duplicate keys; InvalidRequest otherwise."""
     try:
-        return json.loads(raw, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
+        return strict_json.loads(raw)
     except (ValueError, RecursionError):
         raise InvalidRequest("invalid_json", "The request body is not valid JSON.") from None
 
@@ -48,18 +37,21 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(chunks)
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The body as JSON; an empty body is ``{}``. 415 / 413 / 400 before anything else."""
+async def read_json_bytes(request: Request, limit: int) -> bytes:
+    """A JSON body's bytes (empty allowed), with 415 and 413 decided before any parsing."""
     media = media_type(request)
     if media not in ("", "application/json"):
         raise UnsupportedMediaType(
             "unsupported_media_type", "The request body must be application/json."
         )
-    chunks = await read_body(request, limit)
-    if not chunks.strip():
-        return {}
-    if not media:
+    raw = await read_body(request, limit)
+    if media != "application/json" and raw.strip():
         raise UnsupportedMediaType(
             "unsupported_media_type", "Send the body with Content-Type: application/json."
         )
-    return parse_json(chunks)
+    return raw
+
+
+def parse_body(raw: bytes) -> Any:
+    """The request body as JSON; an empty body means ``{}``."""
+    return parse_json(raw) if raw.strip() else {}

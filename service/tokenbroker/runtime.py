@@ -81,7 +81,7 @@ async def redis_runtime(settings: Settings) -> AsyncIterator[Runtime]:
 
     limiter = RedisLimiter(client, settings.redis_prefix)
     broker = Broker(
-        Authenticator(settings),
+        Authenticator(settings, http),
         cache,
         FailModeLimiter(limiter, settings.fail_mode),
         Upstream(http, settings.upstream_api_key),

@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
+from .jwks import JwksSettings
 from .limits import parse_duration
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA", "HS256")
@@ -33,7 +35,11 @@ class ProviderSettings:
     audiences: tuple[str, ...]
     algorithms: tuple[str, ...]
     hs256_secret: str | None = field(default=None, repr=False)
+    pem_file: Path | None = None
+    jwks_url: str | None = None
     user_claim: str = "sub"
+    # claim name → accepted values (e.g. {"token_use": ("access",)})
+    required_claims: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +60,7 @@ class Settings:
     leeway: float = 30.0
     max_token_lifetime: float = 86400.0
     max_token_bytes: int = 8192
+    jwks: JwksSettings = field(default_factory=JwksSettings)
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 65536
     admin_token: str | None = field(default=None, repr=False)
@@ -95,14 +102,71 @@ class _Reader:
         return value
 
 
+def _key_source(
+    raw: dict[str, Any],
+    path: str,
+    env: Mapping[str, str],
+    r: _Reader,
+    require_secrets: bool,
+    base_dir: Path | None,
+) -> dict[str, Any]:
+    """Exactly one of hs256_secret_env, pem_file, jwks_url, checked against the algorithms."""
+    algorithms = raw.get("algorithms") or []
+    sources = [k for k in ("hs256_secret_env", "pem_file", "jwks_url") if raw.get(k)]
+    if len(sources) != 1:
+        r.errors.append(f"{path}: set exactly one of hs256_secret_env, pem_file, jwks_url")
+        return {}
+    symmetric = [a for a in algorithms if a == "HS256"]
+    if sources[0] == "hs256_secret_env":
+        if symmetric != list(algorithms):
+            r.errors.append(f"{path}.algorithms: an HS256 provider accepts only HS256")
+        name = str(raw["hs256_secret_env"])
+        secret = env.get(name)
+        if require_secrets and not secret:
+            r.errors.append(f"{path}.hs256_secret_env: environment variable {name} is empty")
+        elif require_secrets and len(secret or "") < 32:
+            r.errors.append(f"{path}.hs256_secret_env: {name} must hold 32 bytes or more")
+        return {"hs256_secret": secret}
+    if symmetric:
+        r.errors.append(f"{path}.algorithms: HS256 needs hs256_secret_env, not a public key")
+    if sources[0] == "pem_file":
+        pem = Path(str(raw["pem_file"]))
+        if base_dir is not None and not pem.is_absolute():
+            pem = base_dir / pem
+        if require_secrets and not pem.is_file():
+            r.errors.append(f"{path}.pem_file: no such file: {pem}")
+        return {"pem_file": pem}
+    url = str(raw["jwks_url"])
+    parsed = urlsplit(url)
+    loopback = parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
+        r.errors.append(f"{path}.jwks_url: must be https:// (http only for loopback)")
+    return {"jwks_url": url}
+
+
 def _provider(
-    raw: Any, index: int, env: Mapping[str, str], r: _Reader, require_secrets: bool
+    raw: Any,
+    index: int,
+    env: Mapping[str, str],
+    r: _Reader,
+    require_secrets: bool,
+    base_dir: Path | None,
 ) -> ProviderSettings | None:
     path = f"auth.providers[{index}]"
     if not isinstance(raw, dict):
         r.errors.append(f"{path}: must be a mapping")
         return None
-    known = ("name", "issuer", "audiences", "algorithms", "hs256_secret_env", "user_claim")
+    known = (
+        "name",
+        "issuer",
+        "audiences",
+        "algorithms",
+        "hs256_secret_env",
+        "pem_file",
+        "jwks_url",
+        "user_claim",
+        "required_claims",
+    )
     for unknown in set(raw) - set(known):
         r.errors.append(f"{path}.{unknown}: unknown setting")
     issuer = raw.get("issuer")
@@ -117,25 +181,20 @@ def _provider(
             r.errors.append(f"{path}.algorithms: {alg!r} is not one of {', '.join(ALGORITHMS)}")
     if not algorithms:
         r.errors.append(f"{path}.algorithms: list the accepted algorithms explicitly")
-    secret = None
-    secret_env = raw.get("hs256_secret_env")
-    if secret_env:
-        secret = env.get(str(secret_env))
-        if not require_secrets:
-            pass
-        elif not secret:
-            r.errors.append(f"{path}.hs256_secret_env: environment variable {secret_env} is empty")
-        elif len(secret) < 32:
-            r.errors.append(f"{path}.hs256_secret_env: {secret_env} must hold 32 bytes or more")
-    elif "HS256" in algorithms and require_secrets:
-        r.errors.append(f"{path}.hs256_secret_env: is required for HS256")
+    required = raw.get("required_claims") or {}
+    if not isinstance(required, dict):
+        r.errors.append(f"{path}.required_claims: must map claim names to required values")
+        required = {}
     return ProviderSettings(
         name=str(raw.get("name") or issuer),
         issuer=str(issuer),
         audiences=tuple(str(a) for a in audiences),
         algorithms=tuple(algorithms),
-        hs256_secret=secret,
         user_claim=str(raw.get("user_claim", "sub")),
+        required_claims={
+            str(k): tuple(v) if isinstance(v, list) else (v,) for k, v in required.items()
+        },
+        **_key_source(raw, path, env, r, require_secrets, base_dir),
     )
 
 
@@ -159,7 +218,20 @@ def settings_from_dict(
     upstream = r.section(raw, "upstream", ("url", "connect_timeout", "timeout"))
     redis = r.section(raw, "redis", ("url", "prefix", "timeout"))
     policies = r.section(raw, "policies", ("file", "refresh_interval"))
-    auth = r.section(raw, "auth", ("providers", "leeway", "max_token_lifetime"))
+    auth = r.section(raw, "auth", ("providers", "leeway", "max_token_lifetime", "jwks"))
+    jwks = r.section(
+        auth,
+        "jwks",
+        (
+            "cache_ttl",
+            "min_ttl",
+            "max_ttl",
+            "refetch_cooldown",
+            "max_stale",
+            "max_bytes",
+            "timeout",
+        ),
+    )
     cors = r.section(raw, "cors", ("allowed_origins",))
     http = r.section(raw, "http", ("max_body_bytes",))
     log = r.section(raw, "log", ("level",))
@@ -170,7 +242,7 @@ def settings_from_dict(
     providers = [
         p
         for i, item in enumerate(auth.get("providers") or [])
-        if (p := _provider(item, i, env, r, require_secrets)) is not None
+        if (p := _provider(item, i, env, r, require_secrets, base_dir)) is not None
     ]
     if not providers:
         r.errors.append("auth.providers: configure at least one JWT provider")
@@ -208,6 +280,15 @@ def settings_from_dict(
         leeway=r.duration(auth, "leeway", "auth.leeway", 30.0),
         max_token_lifetime=r.duration(
             auth, "max_token_lifetime", "auth.max_token_lifetime", 86400.0
+        ),
+        jwks=JwksSettings(
+            ttl=r.duration(jwks, "cache_ttl", "auth.jwks.cache_ttl", 600.0),
+            min_ttl=r.duration(jwks, "min_ttl", "auth.jwks.min_ttl", 60.0),
+            max_ttl=r.duration(jwks, "max_ttl", "auth.jwks.max_ttl", 86400.0),
+            cooldown=r.duration(jwks, "refetch_cooldown", "auth.jwks.refetch_cooldown", 30.0),
+            max_stale=r.duration(jwks, "max_stale", "auth.jwks.max_stale", 86400.0),
+            max_bytes=r.typed(jwks, "max_bytes", "auth.jwks.max_bytes", int, 256 * 1024),
+            timeout=r.duration(jwks, "timeout", "auth.jwks.timeout", 5.0),
         ),
         cors_origins=tuple(str(o) for o in origins),
         max_body_bytes=r.typed(http, "max_body_bytes", "http.max_body_bytes", int, 65536),
