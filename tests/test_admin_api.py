@@ -97,3 +97,13 @@ def test_user_operations_over_http(broker: TokenbrokerServer) -> None:
     assert reset["limits"][0]["remaining"] == 3
     unassigned = httpx.delete(url, headers=ADMIN).json()
     assert unassigned["policy"] == "standard"
+
+
+def test_admin_token_never_reaches_the_logs(broker: TokenbrokerServer) -> None:
+    """After good and bad admin calls, the log holds no trace of the admin credential."""
+    httpx.get(broker.url + "/admin/policy", headers=ADMIN)
+    httpx.get(broker.url + "/admin/policy", headers={"Authorization": f"Bearer {ADMIN_TOKEN}x"})
+    logs = broker.logs()
+    assert "/admin/policy" in logs
+    assert ADMIN_TOKEN not in logs
+    assert ADMIN_TOKEN[:16] not in logs

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from .admin_api import admin_routes
 from .edge import Edge
-from .errors import BrokerError, MethodNotAllowed, NotFound, render
+from .errors import AuthenticationFailed, BrokerError, MethodNotAllowed, NotFound, render
 from .mint import MintLog
 from .request_body import read_json_bytes
 from .runtime import Runtime
@@ -46,6 +46,8 @@ async def handle_broker_error(request: Request, exc: Exception) -> Response:
     mint_log: MintLog | None = request.scope.get("state", {}).get("mint_log")
     if mint_log is not None and mint_log.outcome in ("error", "minted"):
         mint_log.outcome = exc.code
+    if mint_log is not None and isinstance(exc, AuthenticationFailed):
+        mint_log.extra["reason"] = exc.reason[:200]  # precise, for operators only
     return error_response(exc)
 
 

@@ -1,0 +1,292 @@
+"""Authentication through a real broker: every key source, and a table of hostile tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from conftest import AUDIENCE, ISSUER, JWT_SECRET, FakeUpstream, StartBroker, make_token
+from jwks_server import JwksServer, SigningKey, new_key
+from servers import TokenbrokerServer
+
+PEM_ISSUER = "https://pem.test"
+JWKS_ISSUER = "https://jwks.test"
+NOW = int(time.time())
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forge(header: dict[str, Any] | str, payload: dict[str, Any] | str,
+          key: Any = JWT_SECRET, alg: str | None = None) -> str:  # fmt: skip
+    """A compact JWS built by hand (raw JSON strings allow duplicate keys)."""
+    raw_header = header if isinstance(header, str) else json.dumps(header)
+    raw_payload = payload if isinstance(payload, str) else json.dumps(payload)
+    signing_input = f"{b64(raw_header.encode())}.{b64(raw_payload.encode())}".encode()
+    algorithm = alg or (json.loads(raw_header).get("alg") if raw_header.startswith("{") else None)
+    if algorithm in (None, "none", "None"):
+        return signing_input.decode() + "."
+    if algorithm == "HS256":  # by hand: PyJWT refuses to sign with a PEM as the secret
+        secret = key.encode() if isinstance(key, str) else key
+        signature = hmac.new(secret, signing_input, hashlib.sha256).digest()
+        return f"{signing_input.decode()}.{b64(signature)}"
+    implementation = jwt.algorithms.get_default_algorithms()[algorithm]
+    signature = implementation.sign(signing_input, implementation.prepare_key(key))
+    return f"{signing_input.decode()}.{b64(signature)}"
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    base = {"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "iat": NOW, "exp": NOW + 600}
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+HS = {"alg": "HS256", "typ": "JWT"}
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, SigningKey]:
+    return {
+        "pem": new_key("pem", "RS256"),
+        "rsa": new_key("rsa-1", "RS256"),
+        "ec": new_key("ec-1", "ES256"),
+        "ed": new_key("ed-1", "EdDSA"),
+        "attacker": new_key("rsa-1", "RS256"),  # same kid as a real key
+    }
+
+
+@pytest.fixture(scope="module")
+def jwks(keys: dict[str, SigningKey]) -> Iterator[JwksServer]:
+    server = JwksServer()
+    server.reset(keys["rsa"], keys["ec"], keys["ed"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def attacker() -> Iterator[JwksServer]:
+    """A JWKS server that a hostile token points to; it must never be asked."""
+    server = JwksServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def broker(
+    start_broker: StartBroker,
+    keys: dict[str, SigningKey],
+    jwks: JwksServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> TokenbrokerServer:
+    pem = tmp_path_factory.mktemp("keys") / "public.pem"
+    pem.write_bytes(keys["pem"].private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    providers = [
+        {"name": "app", "issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": ["HS256"],
+         "hs256_secret_env": "TEST_JWT_SECRET"},
+        {"name": "pem", "issuer": PEM_ISSUER, "audiences": [AUDIENCE],
+         "algorithms": ["RS256", "PS256"], "pem_file": str(pem)},
+        {"name": "jwks", "issuer": JWKS_ISSUER, "audiences": [AUDIENCE],
+         "algorithms": ["RS256", "ES256", "EdDSA"], "jwks_url": jwks.url},
+    ]  # fmt: skip
+    return start_broker(auth={"providers": providers, "max_token_lifetime": "1d"})
+
+
+def mint(broker: TokenbrokerServer, token: str) -> httpx.Response:
+    return httpx.post(broker.url + "/v1/realtime/sessions", json={},
+                      headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+
+
+class TestAccepted:
+    @pytest.mark.parametrize(
+        ("key", "issuer", "alg"),
+        [("pem", PEM_ISSUER, "RS256"), ("pem", PEM_ISSUER, "PS256"), ("rsa", JWKS_ISSUER, "RS256"),
+         ("ec", JWKS_ISSUER, "ES256"), ("ed", JWKS_ISSUER, "EdDSA")],
+    )  # fmt: skip
+    def test_every_key_source_and_algorithm(
+        self,
+        broker: TokenbrokerServer,
+        upstream: FakeUpstream,
+        keys: dict[str, SigningKey],
+        key: str,
+        issuer: str,
+        alg: str,
+    ) -> None:
+        """PEM and JWKS providers accept tokens signed with their keys."""
+        signer = SigningKey(keys[key].kid, alg, keys[key].private)
+        token = signer.sign(claims(iss=issuer, sub=f"user-{key}-{alg}"))
+        assert mint(broker, token).status_code == 200
+
+    def test_hs256(self, broker: TokenbrokerServer, upstream: FakeUpstream) -> None:
+        """The shared-secret provider still works beside the others."""
+        assert mint(broker, make_token("hs-user")).status_code == 200
+
+
+def hostile_cases(keys: dict[str, SigningKey], attacker_url: str) -> list[tuple[str, str, str]]:
+    """(name, token, expected code) for tokens that must never be accepted."""
+    rsa, ec = keys["rsa"], keys["ec"]
+    pem_public = keys["pem"].private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
+    attacker_jwk = keys["attacker"].jwk
+    good = forge(HS, claims())
+    head, body, sig = good.split(".")
+    big = forge(HS, claims(padding="x" * 9000))
+    return [
+        ("alg none", forge({"alg": "none"}, claims()), "invalid_token"),
+        ("alg None", forge({"alg": "None"}, claims()), "invalid_token"),
+        ("alg none with a signature", forge({"alg": "none"}, claims()) + sig, "invalid_token"),
+        ("HS256 with the PEM public key (confusion)",
+         forge(HS, claims(iss=PEM_ISSUER), key=pem_public.decode(), alg="HS256"), "invalid_token"),
+        ("HS256 for an RS provider", forge(HS, claims(iss=JWKS_ISSUER)), "invalid_token"),
+        ("right kid, attacker's key",
+         keys["attacker"].sign(claims(iss=JWKS_ISSUER)), "invalid_token"),
+        ("ES256 signature under an RS256 header",
+         forge({"alg": "RS256", "kid": "ec-1"}, claims(iss=JWKS_ISSUER), key=ec.private,
+               alg="ES256"), "invalid_token"),
+        ("RS256 header on the EC key's kid",
+         forge({"alg": "RS256", "kid": "ec-1"}, claims(iss=JWKS_ISSUER), key=rsa.private,
+               alg="RS256"), "invalid_token"),
+        ("embedded jwk", keys["attacker"].sign(claims(iss=JWKS_ISSUER), jwk=attacker_jwk),
+         "invalid_token"),
+        ("jku to attacker", keys["attacker"].sign(claims(iss=JWKS_ISSUER), jku=attacker_url),
+         "invalid_token"),
+        ("x5u to attacker", keys["attacker"].sign(claims(iss=JWKS_ISSUER), x5u=attacker_url),
+         "invalid_token"),
+        ("unknown crit", forge({**HS, "crit": ["exp"]}, claims()), "invalid_token"),
+        ("unknown issuer", forge(HS, claims(iss="https://evil.test")), "invalid_token"),
+        ("no issuer", forge(HS, claims(iss=None)), "invalid_token"),
+        ("no exp", forge(HS, claims(exp=None)), "invalid_token"),
+        ("expired", forge(HS, claims(iat=NOW - 7200, exp=NOW - 3600)), "token_expired"),
+        ("not yet valid", forge(HS, claims(nbf=NOW + 3600, exp=NOW + 7200)), "invalid_token"),
+        ("issued in the future", forge(HS, claims(iat=NOW + 3600, exp=NOW + 7200)),
+         "invalid_token"),
+        ("exp as a string", forge(HS, claims(exp=str(NOW + 600))), "invalid_token"),
+        ("iat as a string", forge(HS, claims(iat=str(NOW))), "invalid_token"),
+        ("exp as a boolean", forge(HS, claims(exp=True)), "invalid_token"),
+        ("absurd exp", forge(HS, claims(exp=253402300799)), "invalid_token"),
+        ("lifetime over the maximum", forge(HS, claims(exp=NOW + 3 * 86400)), "invalid_token"),
+        ("wrong audience", forge(HS, claims(aud="someone-else")), "invalid_token"),
+        ("no audience", forge(HS, claims(aud=None)), "invalid_token"),
+        ("audience of the wrong type", forge(HS, claims(aud=42)), "invalid_token"),
+        ("empty user id", forge(HS, claims(sub="")), "invalid_token"),
+        ("blank user id", forge(HS, claims(sub="   ")), "invalid_token"),
+        ("user id not a string", forge(HS, claims(sub=42)), "invalid_token"),
+        ("user id with control characters", forge(HS, claims(sub="a\nb")), "invalid_token"),
+        ("no user id", forge(HS, claims(sub=None)), "invalid_token"),
+        ("duplicate key in payload",
+         forge(HS, json.dumps(claims())[:-1] + ', "sub": "admin"}'), "invalid_token"),
+        ("duplicate key in header", forge('{"alg": "HS256", "alg": "HS256"}', claims(),
+                                          alg="HS256"), "invalid_token"),
+        ("oversized", big, "invalid_token"),
+        ("bad base64", f"{head}.{body}!.{sig}", "invalid_token"),
+        ("two segments", f"{head}.{body}", "invalid_token"),
+        ("payload is an array", forge(HS, "[1, 2]", alg="HS256"), "invalid_token"),
+        ("signature stripped", f"{head}.{body}.", "invalid_token"),
+        ("tampered payload", f"{head}.{b64(json.dumps(claims(sub='admin')).encode())}.{sig}",
+         "invalid_token"),
+        ("wrong secret", forge(HS, claims(), key="a-different-secret-of-enough-length-123"),
+         "invalid_token"),
+        ("unknown kid", SigningKey("nope", "RS256", rsa.private).sign(claims(iss=JWKS_ISSUER)),
+         "invalid_token"),
+        ("kid not a string", forge({"alg": "RS256", "kid": 5}, claims(iss=JWKS_ISSUER),
+                                   key=rsa.private), "invalid_token"),
+        ("NaN in payload", forge(HS, json.dumps(claims())[:-1] + ', "x": NaN}'),
+         "invalid_token"),
+    ]  # fmt: skip
+
+
+def test_hostile_tokens_are_refused(
+    broker: TokenbrokerServer,
+    upstream: FakeUpstream,
+    keys: dict[str, SigningKey],
+    jwks: JwksServer,
+    attacker: JwksServer,
+) -> None:
+    """Each hostile token gets 401 with an invalid_token challenge and never reaches upstream."""
+    cases = hostile_cases(keys, attacker.url)
+    assert len(cases) >= 25
+    failures = []
+    for name, token, code in cases:
+        response = mint(broker, token)
+        error = response.json().get("error", {})
+        challenge = response.headers.get("www-authenticate", "")
+        if (response.status_code, error.get("code")) != (401, code) or (
+            'error="invalid_token"' not in challenge
+        ):
+            failures.append(f"{name}: {response.status_code} {error.get('code')} {challenge!r}")
+    assert failures == []
+    assert upstream.received() == []
+    assert attacker.state.fetches == 0
+    logs = broker.logs()
+    for _, token, _ in cases:
+        assert token not in logs
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Authorization", "Basic dXNlcjpwYXNz")],
+        [("Authorization", "Bearer a b")],
+        [("Authorization", "Bearer")],
+        [("Authorization", f"Bearer {make_token('u')}"), ("Authorization", "Bearer x")],
+    ],
+)
+def test_malformed_or_repeated_authorization_is_400(
+    broker: TokenbrokerServer, upstream: FakeUpstream, headers: list[tuple[str, str]]
+) -> None:
+    """A malformed or repeated Authorization header is 400 invalid_request (RFC 6750 §3.1)."""
+    response = httpx.post(broker.url + "/v1/realtime/sessions", json={}, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert 'error="invalid_request"' in response.headers["www-authenticate"]
+    assert upstream.received() == []
+
+
+def test_cors_vary_origin(broker: TokenbrokerServer, upstream: FakeUpstream) -> None:
+    """Replies to an allowed origin name it and carry Vary: Origin for caches."""
+    response = httpx.post(broker.url + "/v1/realtime/sessions", json={},
+                          headers={"Authorization": f"Bearer {make_token('cors')}",
+                                   "Origin": "https://app.example"})  # fmt: skip
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+    assert "Origin" in response.headers["vary"]
+    assert "RateLimit" in response.headers["access-control-expose-headers"]
+
+
+def test_jwks_keys_are_fetched_once_for_many_tokens(
+    broker: TokenbrokerServer, upstream: FakeUpstream, keys: dict[str, SigningKey], jwks: JwksServer
+) -> None:
+    """Many mints with JWKS-signed tokens do not refetch the key set."""
+    before = jwks.state.fetches
+    for i in range(20):
+        assert mint(broker, keys["rsa"].sign(claims(iss=JWKS_ISSUER, sub=f"many-{i}"))).is_success
+    assert jwks.state.fetches == before
+
+
+def test_config_refuses_dangerous_providers(tmp_path: Path) -> None:
+    """Mixing HS256 with public keys, or fetching JWKS over plain http, is a config error."""
+    from tokenbroker.settings import SettingsError, settings_from_dict
+
+    bad = {"auth": {"providers": [
+        {"issuer": "a", "algorithms": ["RS256", "HS256"], "jwks_url": "https://a/jwks"},
+        {"issuer": "b", "algorithms": ["RS256"], "jwks_url": "http://idp.example/jwks"},
+        {"issuer": "c", "algorithms": ["RS256"]},
+    ]}}  # fmt: skip
+    with pytest.raises(SettingsError) as caught:
+        settings_from_dict(bad, {}, tmp_path)
+    assert sorted(caught.value.errors) == [
+        "auth.providers[0].algorithms: HS256 needs hs256_secret_env, not a public key",
+        "auth.providers[1].jwks_url: must be https:// (http only for loopback)",
+        "auth.providers[2]: set exactly one of hs256_secret_env, pem_file, jwks_url",
+    ]
