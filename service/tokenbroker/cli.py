@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import shlex
@@ -169,17 +170,16 @@ def _read_policy_file(path: str) -> str:
 
 
 async def _operate(args: argparse.Namespace) -> None:
-    import redis.asyncio as aioredis
-
     from .limiter import RedisLimiter
     from .operations import Operations
     from .policy_store import RedisPolicyStore
+    from .redis_clients import connect
 
-    settings = _settings(args, require_secrets=False)
-    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    settings = dataclasses.replace(_settings(args, require_secrets=False), redis_timeout=5.0)
+    client = connect(settings)
     ops = Operations(
         RedisPolicyStore(client, settings.redis_prefix),
-        RedisLimiter(client, settings.redis_prefix),
+        RedisLimiter(client, settings.redis_prefix, cluster=settings.redis_cluster),
     )
     try:
         await _dispatch(args, ops)

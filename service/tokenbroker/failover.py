@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from .breaker import CircuitBreaker
 from .errors import Unavailable
 from .limiter import Charge, Limiter, MemoryLimiter
 from .limits import LimitRule
@@ -17,24 +18,37 @@ class FailModeLimiter:
     """Charges through ``primary``; on a store error applies the configured fail mode.
 
     closed: 503 store_unavailable. open: admit without limits. local: this process's
-    own buckets. Each call tries the store again, so recovery needs nothing.
+    own buckets. A circuit breaker skips the store while it keeps failing (a dead Redis
+    costs nothing per request) and lets one request probe it every ``reset_after``
+    seconds, so recovery needs nothing.
     """
 
-    def __init__(self, primary: Limiter, mode: str) -> None:
+    def __init__(self, primary: Limiter, mode: str, breaker: CircuitBreaker | None = None) -> None:
         self._primary = primary
         self._mode = mode
         self._local = MemoryLimiter()
+        self.breaker = breaker or CircuitBreaker()
         self.store_errors = 0
         self.unlimited_mints = 0
 
     async def charge(
         self, user_id: str, user_rules: Sequence[LimitRule], global_rules: Sequence[LimitRule]
     ) -> Charge:
-        try:
-            return await self._primary.charge(user_id, user_rules, global_rules)
-        except STORE_ERRORS as exc:
-            self.store_errors += 1
-            log.warning("rate-limit store error (%s); fail_mode=%s", type(exc).__name__, self._mode)
+        if self.breaker.allow():
+            try:
+                charge = await self._primary.charge(user_id, user_rules, global_rules)
+            except STORE_ERRORS as exc:
+                self.breaker.failure()
+                self.store_errors += 1
+                log.warning(
+                    "rate-limit store error (%s); fail_mode=%s; circuit %s",
+                    type(exc).__name__,
+                    self._mode,
+                    self.breaker.state,
+                )
+            else:
+                self.breaker.success()
+                return charge
         if self._mode == "open":
             self.unlimited_mints += 1
             return Charge(True, 0, (), (user_id, (), ()))
@@ -52,8 +66,12 @@ class FailModeLimiter:
         if charge.local:
             await self._local.refund(charge)
             return
+        if not charge.windows or not self.breaker.allow():
+            return
         try:
             await self._primary.refund(charge)
+            self.breaker.success()
         except STORE_ERRORS as exc:
+            self.breaker.failure()
             self.store_errors += 1
             log.warning("refund lost: rate-limit store error (%s)", type(exc).__name__)

@@ -15,9 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Protocol
-
-import redis.asyncio as aioredis
+from typing import Any, Protocol
 
 from .limits import LimitRule
 
@@ -105,45 +103,71 @@ def _plan(
     prefix: str, user_id: str, user_rules: Sequence[LimitRule], global_rules: Sequence[LimitRule]
 ) -> list[tuple[str, str, LimitRule]]:
     return [("user", user_key(prefix, user_id), r) for r in user_rules] + [
-        ("global", f"{prefix}:rl:global", r) for r in global_rules
+        ("global", f"{prefix}:rl:{{global}}", r) for r in global_rules
     ]
 
 
-class RedisLimiter:
-    """All windows of a mint checked and charged by one Lua script call."""
+Plan = list[tuple[str, str, LimitRule]]
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+
+class RedisLimiter:
+    """All windows of a mint checked and charged by one Lua script call.
+
+    On Redis Cluster the user's hash and the global budget live in different slots, so
+    no single script may touch both: the user's windows are charged first (one atomic
+    call), then the global budget (another); if the budget says no, the user's charge
+    is refunded at once. Each scope stays exact under any concurrency; a concurrent
+    request of the same user may briefly see the charge that is about to be returned.
+    """
+
+    def __init__(self, client: Any, prefix: str, *, cluster: bool = False) -> None:
         self._client = client
         self._prefix = prefix
+        self._cluster = cluster
         source = resources.files(__package__).joinpath("gcra.lua").read_text()
         self._script = client.register_script(source)
 
-    async def _run(self, mode: str, plan: list[tuple[str, str, LimitRule]]) -> list[int]:
+    def _groups(self, plan: Plan) -> list[Plan]:
+        """Script calls for a plan: one, or on a cluster one per key (user first)."""
+        if not self._cluster:
+            return [plan]
+        keys = dict.fromkeys(key for _, key, _ in plan)
+        return [[step for step in plan if step[1] == key] for key in keys]
+
+    async def _run(self, mode: str, plan: Plan) -> tuple[bool, int, list[Window]]:
         keys = list(dict.fromkeys(key for _, key, _ in plan))
         args: list[str | int] = [mode]
         for _, key, rule in plan:
             args += [keys.index(key) + 1, _field(rule), rule.interval_us, rule.burst]
-        return [int(x) for x in await self._script(keys=keys, args=args)]
+        reply = [int(x) for x in await self._script(keys=keys, args=args)]
+        windows = [
+            Window(scope, rule, max(0, reply[2 + 2 * i]), reply[3 + 2 * i])
+            for i, (scope, _, rule) in enumerate(plan)
+        ]
+        return bool(reply[0]), reply[1], windows
 
     async def charge(
         self, user_id: str, user_rules: Sequence[LimitRule], global_rules: Sequence[LimitRule]
     ) -> Charge:
-        plan = _plan(self._prefix, user_id, user_rules, global_rules)
-        if not plan:
-            return Charge(True, 0, (), (user_id, (), ()))
-        reply = await self._run("charge", plan)
-        windows = tuple(
-            Window(scope, rule, max(0, reply[2 + 2 * i]), reply[3 + 2 * i])
-            for i, (scope, _, rule) in enumerate(plan)
-        )
         key = (user_id, tuple(user_rules), tuple(global_rules))
-        return Charge(bool(reply[0]), reply[1], windows, key)
+        windows: list[Window] = []
+        charged: list[Plan] = []
+        for group in self._groups(_plan(self._prefix, user_id, user_rules, global_rules)):
+            allowed, retry, group_windows = await self._run("charge", group)
+            windows += group_windows
+            if not allowed:
+                for done in charged:
+                    await self._run("refund", done)
+                return Charge(False, retry, tuple(windows), key)
+            charged.append(group)
+        return Charge(True, 0, tuple(windows), key)
 
     async def refund(self, charge: Charge) -> None:
         if charge.refunded or not charge.allowed or not charge.windows:
             return
         charge.refunded = True
-        await self._run("refund", _plan(self._prefix, *charge.key))
+        for group in self._groups(_plan(self._prefix, *charge.key)):
+            await self._run("refund", group)
 
     async def peek(self, user_id: str, rules: Sequence[LimitRule]) -> tuple[Window, ...]:
         async with self._client.pipeline(transaction=False) as pipe:

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
-import redis.asyncio as aioredis
 
 from .auth import Authenticator
 from .failover import FailModeLimiter
@@ -23,6 +22,7 @@ from .limiter import MemoryLimiter, RedisLimiter
 from .mint import Broker
 from .operations import Operations
 from .policy_store import STORE_ERRORS, MemoryPolicyStore, PolicyCache, RedisPolicyStore
+from .redis_clients import connect, connect_listener
 from .settings import Settings
 from .upstream import Upstream, make_client
 
@@ -53,20 +53,13 @@ def _initial_policies(settings: Settings) -> str | None:
 
 @contextlib.asynccontextmanager
 async def redis_runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    client = aioredis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-        max_connections=256,
-    )
+    client = connect(settings)
     http = make_client(
         settings.upstream_url,
         connect_timeout=settings.upstream_connect_timeout,
         timeout=settings.upstream_timeout,
     )
-    listener = aioredis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=settings.redis_timeout, health_check_interval=30
-    )
+    listener = connect_listener(settings)
     store = RedisPolicyStore(client, settings.redis_prefix, listener)
     cache = PolicyCache(store, settings.policy_refresh_interval)
     initial = _initial_policies(settings)
@@ -79,7 +72,7 @@ async def redis_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         except STORE_ERRORS:
             return False
 
-    limiter = RedisLimiter(client, settings.redis_prefix)
+    limiter = RedisLimiter(client, settings.redis_prefix, cluster=settings.redis_cluster)
     broker = Broker(
         Authenticator(settings, http),
         cache,

@@ -55,6 +55,10 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "tb"
     redis_timeout: float = 0.25
+    redis_cluster: bool = False
+    redis_ca_file: Path | None = None
+    redis_cert_file: Path | None = None
+    redis_key_file: Path | None = None
     fail_mode: str = "closed"
     policy_refresh_interval: float = 0.5
     leeway: float = 30.0
@@ -100,6 +104,13 @@ class _Reader:
             self.errors.append(f"{path}: must be {kind.__name__}")
             return default
         return value
+
+
+def _relative(value: Any, base_dir: Path | None) -> Path | None:
+    if not value:
+        return None
+    path = Path(str(value))
+    return base_dir / path if base_dir is not None and not path.is_absolute() else path
 
 
 def _key_source(
@@ -216,7 +227,9 @@ def settings_from_dict(
         r.errors.append(f"{unknown}: unknown setting")
     server = r.section(raw, "server", ("host", "port"))
     upstream = r.section(raw, "upstream", ("url", "connect_timeout", "timeout"))
-    redis = r.section(raw, "redis", ("url", "prefix", "timeout"))
+    redis = r.section(
+        raw, "redis", ("url", "prefix", "timeout", "cluster", "ca_file", "cert_file", "key_file")
+    )
     policies = r.section(raw, "policies", ("file", "refresh_interval"))
     auth = r.section(raw, "auth", ("providers", "leeway", "max_token_lifetime", "jwks"))
     jwks = r.section(
@@ -273,6 +286,11 @@ def settings_from_dict(
         redis_url=env.get("REDIS_URL") or str(redis.get("url", "redis://127.0.0.1:6379/0")),
         redis_prefix=r.typed(redis, "prefix", "redis.prefix", str, "tb"),
         redis_timeout=r.duration(redis, "timeout", "redis.timeout", 0.25),
+        redis_cluster=r.typed(redis, "cluster", "redis.cluster", bool, False)
+        or env.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),
+        redis_ca_file=_relative(redis.get("ca_file"), base_dir),
+        redis_cert_file=_relative(redis.get("cert_file"), base_dir),
+        redis_key_file=_relative(redis.get("key_file"), base_dir),
         fail_mode=str(fail_mode),
         policy_refresh_interval=r.duration(
             policies, "refresh_interval", "policies.refresh_interval", 0.5
