@@ -72,7 +72,7 @@ def write_config(
     config: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 0},
         "upstream": {"url": upstream_url, "connect_timeout": "1s", "timeout": "2s"},
-        "redis": {"url": redis_url, "prefix": f"t{uuid.uuid4().hex[:8]}", "timeout": "250ms"},
+        "redis": {"url": redis_url, "prefix": f"t{uuid.uuid4().hex[:8]}"},
         "policies": {"file": str(policy_file), "refresh_interval": "100ms"},
         "auth": {
             "providers": [

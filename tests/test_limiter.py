@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -149,3 +150,33 @@ def test_rate_limit_headers() -> None:
         "RateLimit-Policy": '"user-5-per-1m";q=5;w=60, "global-50-per-1s";q=50;w=1',
         "RateLimit": '"user-5-per-1m";r=3;t=24',
     }
+
+
+class TestTiming:
+    """Real time on the Redis server's clock: these wait, because waiting is the behaviour."""
+
+    async def test_retry_after_is_exact_to_the_second(
+        self, client: aioredis.Redis, prefix: str
+    ) -> None:
+        """A retry one second before Retry-After fails; at Retry-After it succeeds."""
+        limiter = RedisLimiter(client, prefix)
+        one_per_2s = rule(1, "2s")
+        assert (await limiter.charge("alice", [one_per_2s], [])).allowed
+        denied = await limiter.charge("alice", [one_per_2s], [])
+        assert not denied.allowed
+        wait = denied.retry_after_seconds
+        assert wait == 2
+        await asyncio.sleep(wait - 1)
+        assert not (await limiter.charge("alice", [one_per_2s], [])).allowed
+        await asyncio.sleep(1)
+        assert (await limiter.charge("alice", [one_per_2s], [])).allowed
+
+    async def test_full_recovery_after_one_period(
+        self, client: aioredis.Redis, prefix: str
+    ) -> None:
+        """After one full period of quiet, the whole burst is available again."""
+        limiter = RedisLimiter(client, prefix)
+        three_per_2s = rule(3, "2s")
+        assert await charge_n(limiter, 4, three_per_2s) == [True, True, True, False]
+        await asyncio.sleep(2)
+        assert await charge_n(limiter, 4, three_per_2s) == [True, True, True, False]

@@ -87,8 +87,8 @@ class RedisPolicyStore:
                 mapping={"text": text, "applied_at": repr(time.time()), "note": note},
             )
             tx.set(self._current, version)
-            tx.publish(self.channel, f"policy {version}")
             await tx.execute()
+        await self._client.publish(self.channel, f"policy {version}")
         return version
 
     async def history(self) -> list[PolicyVersion]:
@@ -111,8 +111,8 @@ class RedisPolicyStore:
             else:
                 tx.hset(self._users, user_id, policy)
             tx.incr(self._users_rev)
-            tx.publish(self.channel, "users")
             await tx.execute()
+        await self._client.publish(self.channel, "users")
 
     async def wait_for_change(self) -> None:
         async with self._listener.pubsub(ignore_subscribe_messages=True) as pubsub:

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+import ssl
+from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import SSLConnection, parse_url
 
 from .settings import Settings
+
+
+class SharedContextSSLConnection(SSLConnection):
+    """An SSL connection whose SSLContext is built once per process, not per connection.
+
+    redis-py builds a fresh context for every connection; ``ssl.create_default_context()``
+    loads the system CA store (~40 ms of CPU here), so a burst that opens a few dozen
+    connections spends seconds in handshake set-up and times out. The context is
+    immutable once built, so sharing it is safe.
+    """
+
+    _shared: ClassVar[dict[tuple[Any, ...], ssl.SSLContext]] = {}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        spec = self.ssl_context
+        key = (spec.ca_certs, spec.certfile, spec.keyfile, spec.cert_reqs, spec.check_hostname)
+        if key not in self._shared:
+            self._shared[key] = spec.get()
+        spec.context = self._shared[key]
 
 
 def _tls(settings: Settings) -> dict[str, Any]:
@@ -17,15 +39,27 @@ def _tls(settings: Settings) -> dict[str, Any]:
 
 
 def connect(settings: Settings) -> Any:
-    """The shared client: short timeouts, so a dead Redis costs milliseconds, not seconds."""
+    """The shared client: bounded timeouts (the circuit breaker makes a dead Redis cost
+    nothing after a few failures) and a bounded pool: a burst waits for a connection
+    instead of opening hundreds at once (a TLS handshake storm would time out)."""
     options: dict[str, Any] = {
         "socket_timeout": settings.redis_timeout,
         "socket_connect_timeout": settings.redis_timeout,
         **_tls(settings),
     }
     if settings.redis_cluster:
+        # The cluster client fails (rather than waits) past max_connections per node, so
+        # it keeps its own unbounded default; max_connections bounds single-node pools.
         return RedisCluster.from_url(settings.redis_url, **options)
-    return aioredis.Redis.from_url(settings.redis_url, max_connections=512, **options)
+    url_options = parse_url(settings.redis_url)
+    if url_options.get("connection_class") is SSLConnection:
+        url_options["connection_class"] = SharedContextSSLConnection
+    pool = aioredis.BlockingConnectionPool(
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout,
+        **{**options, **url_options},
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def connect_listener(settings: Settings) -> aioredis.Redis:

@@ -54,7 +54,8 @@ class Settings:
     upstream_timeout: float = 10.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "tb"
-    redis_timeout: float = 0.25
+    redis_timeout: float = 1.0
+    redis_max_connections: int = 16
     redis_cluster: bool = False
     redis_ca_file: Path | None = None
     redis_cert_file: Path | None = None
@@ -228,7 +229,18 @@ def settings_from_dict(
     server = r.section(raw, "server", ("host", "port"))
     upstream = r.section(raw, "upstream", ("url", "connect_timeout", "timeout"))
     redis = r.section(
-        raw, "redis", ("url", "prefix", "timeout", "cluster", "ca_file", "cert_file", "key_file")
+        raw,
+        "redis",
+        (
+            "url",
+            "prefix",
+            "timeout",
+            "max_connections",
+            "cluster",
+            "ca_file",
+            "cert_file",
+            "key_file",
+        ),
     )
     policies = r.section(raw, "policies", ("file", "refresh_interval"))
     auth = r.section(raw, "auth", ("providers", "leeway", "max_token_lifetime", "jwks"))
@@ -285,7 +297,8 @@ def settings_from_dict(
         upstream_timeout=r.duration(upstream, "timeout", "upstream.timeout", 10.0),
         redis_url=env.get("REDIS_URL") or str(redis.get("url", "redis://127.0.0.1:6379/0")),
         redis_prefix=r.typed(redis, "prefix", "redis.prefix", str, "tb"),
-        redis_timeout=r.duration(redis, "timeout", "redis.timeout", 0.25),
+        redis_timeout=r.duration(redis, "timeout", "redis.timeout", 1.0),
+        redis_max_connections=r.typed(redis, "max_connections", "redis.max_connections", int, 16),
         redis_cluster=r.typed(redis, "cluster", "redis.cluster", bool, False)
         or env.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),
         redis_ca_file=_relative(redis.get("ca_file"), base_dir),

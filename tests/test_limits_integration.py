@@ -1,0 +1,175 @@
+"""Limits across broker processes: exact under concurrency on single Redis, Cluster and TLS,
+refunds, and every fail mode when Redis dies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import redis.cluster
+
+from conftest import POLICIES, FakeUpstream, StartBroker, make_token
+from servers import RedisCluster, RedisServer, TokenbrokerServer, make_tls_files
+
+LIMITS = POLICIES / "limits.yaml"
+
+
+async def burst(brokers: list[TokenbrokerServer], tokens: list[str]) -> list[int]:
+    """All requests at once, spread round-robin over the brokers; their statuses."""
+    limits = httpx.Limits(max_connections=len(tokens))
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        replies = await asyncio.gather(*(
+            client.post(brokers[i % len(brokers)].url + "/v1/realtime/sessions", json={},
+                        headers={"Authorization": f"Bearer {token}"})
+            for i, token in enumerate(tokens)
+        ))  # fmt: skip
+    return [reply.status_code for reply in replies]
+
+
+def fleet(start_broker: StartBroker, redis_settings: dict[str, Any], n: int = 3) -> tuple[
+    list[TokenbrokerServer], str]:  # fmt: skip
+    prefix = f"x{uuid.uuid4().hex[:8]}"
+    brokers = [start_broker(policy_file=LIMITS, redis={**redis_settings, "prefix": prefix})
+               for _ in range(n)]  # fmt: skip
+    return brokers, prefix
+
+
+async def assert_exact(brokers: list[TokenbrokerServer], client: Any, prefix: str) -> None:
+    """200 concurrent mints: exactly the global budget, then exactly the user's limit, and a
+    user-window denial charges nothing on the global budget."""
+    statuses = await burst(brokers, [make_token(f"u-{uuid.uuid4().hex}") for _ in range(200)])
+    assert sorted(set(statuses)) == [200, 429]
+    assert statuses.count(200) == 5
+
+    client.delete(f"{prefix}:rl:{{global}}")
+    solo = make_token(f"solo-{uuid.uuid4().hex}", plan="solo")
+    statuses = await burst(brokers, [solo] * 200)
+    assert statuses.count(200) == 3
+    assert statuses.count(429) == 197
+    # the 197 denials did not touch the global budget: 5 - 3 = 2 remain
+    others = await burst(brokers, [make_token(f"o-{uuid.uuid4().hex}") for _ in range(10)])
+    assert others.count(200) == 2
+
+
+class TestExactness:
+    async def test_single_redis(
+        self, start_broker: StartBroker, redis_server: RedisServer, upstream: FakeUpstream
+    ) -> None:
+        """Three brokers, one Redis: the limits hold exactly."""
+        brokers, prefix = fleet(start_broker, {"url": redis_server.url})
+        await assert_exact(brokers, redis.Redis.from_url(redis_server.url), prefix)
+        keys = list(redis.Redis.from_url(redis_server.url).scan_iter(f"{prefix}:rl:*"))
+        assert keys
+        for key in keys:
+            assert redis.Redis.from_url(redis_server.url).pttl(key) > 0
+
+    async def test_redis_cluster(
+        self, start_broker: StartBroker, tmp_path_factory: pytest.TempPathFactory,
+        upstream: FakeUpstream,
+    ) -> None:  # fmt: skip
+        """The same on a three-node Redis Cluster started by the test."""
+        cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+        cluster.start()
+        try:
+            brokers, prefix = fleet(start_broker, {"url": cluster.url, "cluster": True})
+            client = redis.cluster.RedisCluster.from_url(cluster.url)
+            await assert_exact(brokers, client, prefix)
+            client.close()
+        finally:
+            cluster.stop()
+
+    async def test_redis_over_tls(
+        self, start_broker: StartBroker, tmp_path_factory: pytest.TempPathFactory,
+        upstream: FakeUpstream,
+    ) -> None:  # fmt: skip
+        """The same against a TLS-only Redis (rediss://, verified with a CA file)."""
+        directory = tmp_path_factory.mktemp("tls")
+        files = make_tls_files(directory)
+        server = RedisServer(directory, ["--tls-cert-file", str(files["cert"]),
+                                         "--tls-key-file", str(files["key"]),
+                                         "--tls-ca-cert-file", str(files["ca"]),
+                                         "--tls-auth-clients", "no"], tls=True)  # fmt: skip
+        server.start()
+        try:
+            brokers, prefix = fleet(start_broker,
+                                    {"url": server.url, "ca_file": str(files["ca"])})  # fmt: skip
+            client = redis.Redis.from_url(server.url, ssl_ca_certs=str(files["ca"]))
+            await assert_exact(brokers, client, prefix)
+        finally:
+            server.stop()
+
+
+def test_refund_after_upstream_timeout(
+    start_broker: StartBroker, redis_server: RedisServer, upstream: FakeUpstream
+) -> None:
+    """A mint that times out upstream (504) gives its charge back."""
+    broker = start_broker(policy_file=LIMITS, upstream={"timeout": "300ms"},
+                          redis={"url": redis_server.url})  # fmt: skip
+    token = make_token(f"pair-{uuid.uuid4().hex}", plan="pair")
+    upstream.control(faults=["hang", "hang"])
+    url = broker.url + "/v1/realtime/sessions"
+    headers = {"Authorization": f"Bearer {token}"}
+    assert [httpx.post(url, json={}, headers=headers).status_code for _ in range(2)] == [504, 504]
+    assert [httpx.post(url, json={}, headers=headers).status_code for _ in range(3)] == [
+        200, 200, 429]  # fmt: skip
+
+
+@pytest.fixture
+def dying_redis(tmp_path: Any) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
+    start = time.perf_counter()
+    reply = call()
+    return reply, time.perf_counter() - start
+
+
+@pytest.mark.parametrize(
+    ("mode", "while_down"),
+    [("closed", [503, 503, 503]), ("open", [200, 200, 200]), ("local", [200, 200, 429])],
+)
+def test_redis_down_then_back(
+    start_broker: StartBroker,
+    dying_redis: RedisServer,
+    upstream: FakeUpstream,
+    mode: str,
+    while_down: list[int],
+) -> None:
+    """Redis killed: quick replies in the configured mode, health still answers; when
+    Redis returns (empty, so scripts must be reloaded) limits apply again by themselves."""
+    broker = start_broker(policy_file=LIMITS, fail_mode=mode, redis={"url": dying_redis.url})
+    token = make_token(f"pair-{uuid.uuid4().hex}", plan="pair")
+    url, headers = broker.url + "/v1/realtime/sessions", {"Authorization": f"Bearer {token}"}
+
+    def mint() -> httpx.Response:
+        return httpx.post(url, json={}, headers=headers, timeout=10)
+
+    assert mint().status_code == 200
+    dying_redis.stop()
+    replies = [timed(mint) for _ in range(3)]
+    print(f"\n{mode}: replies while Redis is down took "
+          f"{', '.join(f'{t * 1000:.0f} ms' for _, t in replies)}")  # fmt: skip
+    assert [r.status_code for r, _ in replies] == while_down
+    assert max(t for _, t in replies) < 1.0
+    if mode == "closed":
+        assert replies[0][0].json()["error"]["code"] == "store_unavailable"
+    assert httpx.get(broker.url + "/healthz").status_code == 200
+
+    dying_redis.start()
+    store = redis.Redis.from_url(dying_redis.url)
+    deadline = time.monotonic() + 10
+    while not list(store.scan_iter("*:rl:*")):  # the breaker lets a probe through within ~1 s
+        mint()
+        assert time.monotonic() < deadline, "the broker never went back to Redis"
+    # back on Redis (restarted empty, so the script was reloaded): the probe took one of 2
+    assert [mint().status_code for _ in range(2)] == [200, 429]
