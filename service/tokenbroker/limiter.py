@@ -65,14 +65,14 @@ def gcra(
 
 
 def user_key(prefix: str, user_id: str) -> str:
-    """The user's bucket hash. The id is hashed so no value can pick the key or its slot."""
-    digest = hashlib.blake2b(user_id.encode(), digest_size=12).digest()
-    return f"{prefix}:rl:{{{base64.urlsafe_b64encode(digest).decode()}}}"
+    """The user's bucket hash. The id is hashed so no value can pick the key or its slot;
+    the name is kept short because it is most of a user's memory in Redis."""
+    digest = hashlib.blake2b(user_id.encode(), digest_size=9).digest()
+    return f"{prefix}:{{{base64.urlsafe_b64encode(digest).decode()}}}"
 
 
-def _field(rule: LimitRule) -> str:
-    # Naming the field by its parameters lets an edited rule start a fresh bucket.
-    return f"{rule.interval_us}:{rule.burst}"
+def global_key(prefix: str) -> str:
+    return f"{prefix}:rl:{{global}}"
 
 
 class Limiter(Protocol):
@@ -92,22 +92,26 @@ class LimitState(Protocol):
 
 def _peek(tats: dict[str, int], now: int, rules: Sequence[LimitRule]) -> tuple[Window, ...]:
     windows = []
-    for rule in rules:
-        tat = max(tats.get(_field(rule), now), now)
+    for index, rule in enumerate(rules):
+        tat = max(tats.get(str(index), now), now)
         remaining = (rule.interval_us * rule.burst - (tat - now)) // rule.interval_us
         windows.append(Window("user", rule, max(0, remaining), tat - now))
     return tuple(windows)
 
 
+# One step of a charge: (scope, key, field, rule). A window's field is its position in
+# the scope's list, so editing a rule keeps the debt already run up in that window.
+Step = tuple[str, str, str, LimitRule]
+Plan = list[Step]
+
+
 def _plan(
     prefix: str, user_id: str, user_rules: Sequence[LimitRule], global_rules: Sequence[LimitRule]
-) -> list[tuple[str, str, LimitRule]]:
-    return [("user", user_key(prefix, user_id), r) for r in user_rules] + [
-        ("global", f"{prefix}:rl:{{global}}", r) for r in global_rules
+) -> Plan:
+    user = user_key(prefix, user_id)
+    return [("user", user, str(i), r) for i, r in enumerate(user_rules)] + [
+        ("global", global_key(prefix), str(i), r) for i, r in enumerate(global_rules)
     ]
-
-
-Plan = list[tuple[str, str, LimitRule]]
 
 
 class RedisLimiter:
@@ -131,18 +135,18 @@ class RedisLimiter:
         """Script calls for a plan: one, or on a cluster one per key (user first)."""
         if not self._cluster:
             return [plan]
-        keys = dict.fromkeys(key for _, key, _ in plan)
+        keys = dict.fromkeys(step[1] for step in plan)
         return [[step for step in plan if step[1] == key] for key in keys]
 
     async def _run(self, mode: str, plan: Plan) -> tuple[bool, int, list[Window]]:
-        keys = list(dict.fromkeys(key for _, key, _ in plan))
+        keys = list(dict.fromkeys(step[1] for step in plan))
         args: list[str | int] = [mode]
-        for _, key, rule in plan:
-            args += [keys.index(key) + 1, _field(rule), rule.interval_us, rule.burst]
+        for _, key, name, rule in plan:
+            args += [keys.index(key) + 1, name, rule.interval_us, rule.burst]
         reply = [int(x) for x in await self._script(keys=keys, args=args)]
         windows = [
             Window(scope, rule, max(0, reply[2 + 2 * i]), reply[3 + 2 * i])
-            for i, (scope, _, rule) in enumerate(plan)
+            for i, (scope, _, _, rule) in enumerate(plan)
         ]
         return bool(reply[0]), reply[1], windows
 
@@ -188,24 +192,16 @@ class MemoryLimiter:
         self._clock = clock or (lambda: time.monotonic_ns() // 1000)
         self._tats: dict[tuple[str, str], int] = {}
 
-    def _step(
-        self, plan: list[tuple[str, str, LimitRule]], refund: bool
-    ) -> tuple[bool, int, tuple[Window, ...]]:
+    def _step(self, plan: Plan, refund: bool) -> tuple[bool, int, tuple[Window, ...]]:
         now = self._clock()
         results = [
             (
                 scope,
-                (key, _field(rule)),
+                (key, name),
                 rule,
-                gcra(
-                    self._tats.get((key, _field(rule))),
-                    now,
-                    rule.interval_us,
-                    rule.burst,
-                    refund=refund,
-                ),
+                gcra(self._tats.get((key, name)), now, rule.interval_us, rule.burst, refund=refund),
             )
-            for scope, key, rule in plan
+            for scope, key, name, rule in plan
         ]
         allowed = all(r[3][0] for r in results)
         if allowed:
