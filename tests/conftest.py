@@ -86,6 +86,7 @@ def write_config(
             ]
         },
         "cors": {"allowed_origins": ["https://app.example"]},
+        "shutdown": {"delay": "10ms", "grace": "5s"},
     }
     for key, value in overrides.items():
         config[key] = {**config[key], **value} if isinstance(value, dict) else value

@@ -310,7 +310,10 @@ class TestUpstreamFailures:
 
 class TestStore:
     def test_redis_down_fails_closed(
-        self, start_broker: StartBroker, tmp_path_factory: pytest.TempPathFactory
+        self,
+        start_broker: StartBroker,
+        tmp_path_factory: pytest.TempPathFactory,
+        upstream: FakeUpstream,
     ) -> None:
         """With Redis gone, fail_mode closed answers 503 store_unavailable and readyz says so."""
         redis = RedisServer(tmp_path_factory.mktemp("redis-down"))

@@ -19,12 +19,14 @@ from starlette.routing import Route
 from .admin_api import admin_routes
 from .edge import Edge
 from .errors import AuthenticationFailed, BrokerError, MethodNotAllowed, NotFound, render
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Metrics
 from .mint import MintLog
 from .request_body import read_json_bytes
 from .runtime import Runtime
 from .settings import Settings
 
-RuntimeFactory = Callable[[Settings], AbstractAsyncContextManager[Runtime]]
+RuntimeFactory = Callable[[Settings, Metrics], AbstractAsyncContextManager[Runtime]]
 EXPOSED_HEADERS = [
     "X-Request-ID",
     "RateLimit",
@@ -87,6 +89,11 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def metrics(request: Request) -> Response:
+    registry: Metrics = request.app.state.metrics
+    return Response(registry.render(), media_type=METRICS_CONTENT_TYPE)
+
+
 async def readyz(request: Request) -> Response:
     ready, reason = await _runtime(request).ready()
     version = _runtime(request).broker.policies.version
@@ -100,9 +107,11 @@ def create_app(
     *,
     index_html: Callable[[], str] | None = None,
 ) -> Starlette:
+    registry = Metrics()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with runtime_factory(settings) as runtime:
+        async with runtime_factory(settings, registry) as runtime:
             app.state.runtime = runtime
             yield
 
@@ -110,6 +119,7 @@ def create_app(
         Route("/v1/realtime/sessions", create_session, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ]
     if settings.admin_token:
         routes += admin_routes(settings.admin_token)
@@ -122,7 +132,7 @@ def create_app(
         routes.append(Route("/", index, methods=["GET"]))
 
     middleware = [
-        Middleware(Edge),
+        Middleware(Edge, metrics=registry),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
@@ -133,9 +143,11 @@ def create_app(
             max_age=600,
         ),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers={BrokerError: handle_broker_error, HTTPException: handle_http_exception},
         lifespan=lifespan,
     )
+    app.state.metrics = registry
+    return app

@@ -12,7 +12,7 @@ AuthenticationFailed: a generic message for the client, the precise ``reason`` f
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from prometheus_client import Counter
 
 from .errors import AuthenticationFailed, InvalidRequest
 from .jwks import JwksCache, JwksUnavailable
@@ -91,16 +92,32 @@ class _Provider:
             raise AuthenticationFailed("invalid_token", "JWKS unavailable") from None
 
 
+def _fetch_counter(counter: Counter | None, provider: str) -> Callable[[str], None]:
+    if counter is None:
+        return lambda result: None
+    return lambda result: counter.labels(provider, result).inc()
+
+
 class Authenticator:
     """Verifies tokens against the configured providers."""
 
-    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.AsyncClient | None = None,
+        on_jwks_fetch: Counter | None = None,
+    ) -> None:
         self._providers: dict[str, _Provider] = {}
         for provider in settings.providers:
             jwks = None
             if provider.jwks_url is not None:
                 assert client is not None, "JWKS providers need the shared HTTP client"
-                jwks = JwksCache(provider.jwks_url, client, settings.jwks)
+                jwks = JwksCache(
+                    provider.jwks_url,
+                    client,
+                    settings.jwks,
+                    on_fetch=_fetch_counter(on_jwks_fetch, provider.name),
+                )
             self._providers[provider.issuer] = _Provider(provider, jwks)
         self._leeway = settings.leeway
         self._max_lifetime = settings.max_token_lifetime

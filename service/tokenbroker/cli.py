@@ -14,36 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from .errors import BrokerError
+from .limits import parse_duration
 from .policy import PolicyError
 from .policy_store import parse_policy_text
+from .server import run
 from .settings import ProviderSettings, Settings, SettingsError, load_settings
 
 DEFAULT_CONFIG = "config/broker.yaml"
-
-
-def _run_server(app: Any, host: str, port: int, *, grace: int | None = None) -> None:
-    try:
-        import uvloop  # noqa: F401  # only probing whether it is installed
-
-        loop = "uvloop"
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        loop = "asyncio"
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop=loop,
-        http="httptools",
-        log_config=None,
-        lifespan="on",
-        server_header=False,
-        date_header=False,
-        timeout_graceful_shutdown=grace,
-    )
-    uvicorn.Server(config).run()
 
 
 def _settings(args: argparse.Namespace, *, require_secrets: bool = True) -> Settings:
@@ -60,9 +38,16 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from .runtime import redis_runtime
 
     settings = _settings(args)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings, redis_runtime)
-    _run_server(app, args.host or settings.host, settings.port if args.port is None else args.port)
+    port = settings.port if args.port is None else args.port
+    run(
+        app,
+        args.host or settings.host,
+        port,
+        delay=settings.shutdown_delay,
+        grace=settings.shutdown_grace,
+    )
 
 
 def dev_settings(policies: Path, secret: str) -> Settings:
@@ -94,7 +79,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
     def index_html() -> str:
         return page.replace("__TOKEN__", token()).replace("__SUB__", args.sub)
 
-    configure_logging("info")
+    configure_logging("info", "json")
     url = f"http://{args.host}:{args.port}"
     body = json.dumps({"voice": "ash"})
     print(
@@ -106,7 +91,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
         f"  -H 'Content-Type: application/json' -d {shlex.quote(body)}\n",
         flush=True,
     )
-    _run_server(create_app(settings, memory_runtime, index_html=index_html), args.host, args.port)
+    run(create_app(settings, memory_runtime, index_html=index_html), args.host, args.port, grace=5)
 
 
 def cmd_token(args: argparse.Namespace) -> None:
@@ -138,14 +123,14 @@ def cmd_fake_upstream(args: argparse.Namespace) -> None:
     from .fake_upstream import FakeControls, create_fake_upstream
     from .logs import configure_logging
 
-    configure_logging("info")
+    configure_logging("info", "json")
     controls = FakeControls(
         api_key=args.api_key,
         latency_ms=args.latency_ms,
         fail_rate=args.fail_rate,
         record=not args.no_record,
     )
-    _run_server(create_fake_upstream(controls), args.host, args.port, grace=1)
+    run(create_fake_upstream(controls), args.host, args.port, grace=1)
 
 
 # --- operator commands: the same Operations as the admin API ---------------------------
@@ -170,6 +155,7 @@ def _read_policy_file(path: str) -> str:
 
 
 async def _operate(args: argparse.Namespace) -> None:
+    from .audit import RedisAudit
     from .limiter import RedisLimiter
     from .operations import Operations
     from .policy_store import RedisPolicyStore
@@ -180,6 +166,7 @@ async def _operate(args: argparse.Namespace) -> None:
     ops = Operations(
         RedisPolicyStore(client, settings.redis_prefix),
         RedisLimiter(client, settings.redis_prefix, cluster=settings.redis_cluster),
+        RedisAudit(client, f"{settings.redis_prefix}:audit", settings.audit_max_entries),
     )
     try:
         await _dispatch(args, ops)
@@ -190,7 +177,8 @@ async def _operate(args: argparse.Namespace) -> None:
 
 
 async def _dispatch(args: argparse.Namespace, ops: Any) -> None:
-    action = f"{args.command} {getattr(args, 'policy_command', None) or args.user_command}"
+    sub_command = getattr(args, "policy_command", None) or getattr(args, "user_command", None)
+    action = f"{args.command} {sub_command or args.audit_command}"
     if action == "policy apply":
         applied = await ops.apply(_read_policy_file(args.file), dry_run=args.dry_run,
                                   note=args.file)  # fmt: skip
@@ -221,6 +209,13 @@ async def _dispatch(args: argparse.Namespace, ops: Any) -> None:
     elif action == "user reset":
         await ops.reset(args.sub)
         print(json.dumps(await ops.user(args.sub), indent=2))
+    elif action == "audit tail":
+        since = None
+        if args.since:
+            since = int((time.time() - parse_duration(args.since)) * 1000)
+        entries = await ops.audit.read(user=args.user, since_ms=since, count=args.count)
+        for entry in reversed(entries):  # oldest first, like tail
+            print(json.dumps(entry))
 
 
 def cmd_policy(args: argparse.Namespace) -> None:
@@ -231,7 +226,7 @@ def cmd_policy(args: argparse.Namespace) -> None:
         asyncio.run(_operate(args))
 
 
-def cmd_user(args: argparse.Namespace) -> None:
+def cmd_operate(args: argparse.Namespace) -> None:
     asyncio.run(_operate(args))
 
 
@@ -291,7 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("policy")
     for name in ("unassign", "show", "reset"):
         with_config(usub.add_parser(name)).add_argument("sub")
-    user.set_defaults(func=cmd_user)
+    user.set_defaults(func=cmd_operate)
+
+    audit = sub.add_parser("audit", help="read the audit trail of mint attempts")
+    asub = audit.add_subparsers(dest="audit_command", required=True)
+    tail = with_config(asub.add_parser("tail", help="the latest entries, oldest first"))
+    tail.add_argument("--user", help="only this user id")
+    tail.add_argument("--since", help="only entries newer than this, like 10m or 2h")
+    tail.add_argument("--count", type=int, default=50)
+    audit.set_defaults(func=cmd_operate)
     return parser
 
 

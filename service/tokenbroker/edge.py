@@ -16,6 +16,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_body
+from .metrics import Metrics
 from .mint import MintLog
 
 log = logging.getLogger("tokenbroker.access")
@@ -38,9 +39,17 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     return uuid.uuid4().hex
 
 
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
 class Edge:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,7 +57,12 @@ class Edge:
             return
         started = time.perf_counter()
         request_id = request_id_from(scope["headers"])
-        mint_log = MintLog()
+        client = scope.get("client")
+        mint_log = MintLog(
+            request_id=request_id,
+            client_ip=client[0] if client else "",
+            user_agent=_header(scope["headers"], b"user-agent"),
+        )
         scope.setdefault("state", {})
         scope["state"]["request_id"] = request_id
         scope["state"]["mint_log"] = mint_log
@@ -85,19 +99,25 @@ class Edge:
                 )
                 await send({"type": "http.response.body", "body": body})
         finally:
+            elapsed = time.perf_counter() - started
             fields: dict[str, Any] = {
                 "request_id": request_id,
                 "method": scope["method"],
                 "path": scope["path"],
                 "status": status,
-                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                "latency_ms": round(elapsed * 1000, 3),
             }
-            if mint_log.user is not None or scope["path"].startswith("/v1/"):
+            if scope["path"].startswith("/v1/"):
+                if status == 500 and mint_log.outcome == "error":
+                    mint_log.outcome = "internal_error"
                 fields.update(
                     user=mint_log.user,
                     policy=mint_log.policy,
                     model=mint_log.model,
                     outcome=mint_log.outcome,
+                    upstream_ms=mint_log.upstream_ms,
                     **mint_log.extra,
                 )
+                self.metrics.mints.labels(mint_log.policy or "none", mint_log.outcome).inc()
+                self.metrics.mint_seconds.observe(elapsed)
             log.info("request", extra={"fields": fields})

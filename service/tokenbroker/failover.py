@@ -9,6 +9,7 @@ from .breaker import CircuitBreaker
 from .errors import Unavailable
 from .limiter import Charge, Limiter, MemoryLimiter
 from .limits import LimitRule
+from .metrics import Metrics
 from .policy_store import STORE_ERRORS
 
 log = logging.getLogger("tokenbroker.limiter")
@@ -23,13 +24,18 @@ class FailModeLimiter:
     seconds, so recovery needs nothing.
     """
 
-    def __init__(self, primary: Limiter, mode: str, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(
+        self,
+        primary: Limiter,
+        mode: str,
+        breaker: CircuitBreaker | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._primary = primary
         self._mode = mode
         self._local = MemoryLimiter()
         self.breaker = breaker or CircuitBreaker()
-        self.store_errors = 0
-        self.unlimited_mints = 0
+        self._metrics = metrics or Metrics()
 
     async def charge(
         self, user_id: str, user_rules: Sequence[LimitRule], global_rules: Sequence[LimitRule]
@@ -39,7 +45,7 @@ class FailModeLimiter:
                 charge = await self._primary.charge(user_id, user_rules, global_rules)
             except STORE_ERRORS as exc:
                 self.breaker.failure()
-                self.store_errors += 1
+                self._metrics.store_errors.inc()
                 log.warning(
                     "rate-limit store error (%s); fail_mode=%s; circuit %s",
                     type(exc).__name__,
@@ -50,10 +56,11 @@ class FailModeLimiter:
                 self.breaker.success()
                 return charge
         if self._mode == "open":
-            self.unlimited_mints += 1
+            self._metrics.limiter.labels("unlimited").inc()
             return Charge(True, 0, (), (user_id, (), ()))
         if self._mode == "local":
             charge = await self._local.charge(user_id, user_rules, global_rules)
+            self._metrics.limiter.labels("local").inc()
             charge.local = True
             return charge
         raise Unavailable(
@@ -73,5 +80,5 @@ class FailModeLimiter:
             self.breaker.success()
         except STORE_ERRORS as exc:
             self.breaker.failure()
-            self.store_errors += 1
+            self._metrics.store_errors.inc()
             log.warning("refund lost: rate-limit store error (%s)", type(exc).__name__)

@@ -3,7 +3,8 @@
 It validates bodies with the same reference contract as the broker, answers 401 without
 a bearer key (or with the wrong one when ``api_key`` is set), and returns an ``ek_``
 secret that expires in 60 s. Knobs, set at start or at run time via ``/_fake/control``:
-latency, and a queue of faults (status codes, ``invalid_json``, ``no_secret``, ``hang``).
+latency, and a queue of faults (status codes, ``invalid_json``, ``no_secret``, ``hang``,
+``reset``: the connection drops mid-reply).
 ``/_fake/requests`` lists what it received, so tests can see what the broker sent.
 """
 
@@ -79,7 +80,27 @@ async def _fault(name: str) -> Response | None:
         return JSONResponse({"id": "sess_x", "object": "realtime.session"})
     if name == "hang":
         await asyncio.sleep(3600)
+    if name == "reset":
+        return _Reset()
     return None
+
+
+class _Reset(Response):
+    """Starts a reply, then drops the connection mid-body (the client sees a reset)."""
+
+    def __init__(self) -> None:
+        super().__init__(b"", 200)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"1000")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+        raise ConnectionResetError("fake upstream drops the connection")
 
 
 def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:

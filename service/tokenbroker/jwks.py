@@ -68,8 +68,10 @@ class JwksCache:
         client: httpx.AsyncClient,
         settings: JwksSettings,
         clock: Callable[[], float] = time.monotonic,
+        on_fetch: Callable[[str], None] = lambda result: None,
     ) -> None:
         self.url = url
+        self._on_fetch = on_fetch
         self._client = client
         self._settings = settings
         self._clock = clock
@@ -121,7 +123,9 @@ class JwksCache:
                 max_age = _MAX_AGE.search(response.headers.get("cache-control", ""))
         except (httpx.HTTPError, ValueError, RecursionError) as exc:
             log.warning("JWKS fetch from %s failed: %s", self.url, exc)
+            self._on_fetch("error")
             return
+        self._on_fetch("ok")
         ttl = float(max_age.group(1)) if max_age else self._settings.ttl
         ttl = min(max(ttl, self._settings.min_ttl), self._settings.max_ttl)
         now = self._clock()

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .audit import AuditTrail
 from .errors import InvalidRequest, NotFound
 from .limiter import LimitState
 from .policy import PolicyError, PolicySet
@@ -35,9 +36,10 @@ class Applied:
 
 
 class Operations:
-    def __init__(self, store: PolicyStore, limits: LimitState) -> None:
+    def __init__(self, store: PolicyStore, limits: LimitState, audit: AuditTrail) -> None:
         self.store = store
         self.limits = limits
+        self.audit = audit
 
     async def live(self) -> tuple[PolicyVersion | None, PolicySet | None]:
         version, _ = await self.store.stamp()
@@ -113,6 +115,7 @@ class Operations:
                 }
                 for w in windows
             ],
+            "recent_mints": await self.audit.read(user=user_id, count=10),
         }
 
     async def reset(self, user_id: str) -> None:

@@ -1,8 +1,8 @@
 """Wiring only: open the shared clients, build the Broker, run background tasks, close.
 
 ``redis_runtime`` is production (Redis store, real upstream); ``memory_runtime`` is
-``tokenbroker dev`` (in-process store and limiter, fake upstream over an in-process
-transport: no Redis, no key, no network).
+``tokenbroker dev`` (in-process store, limiter and audit, the fake upstream over an
+in-process transport: no Redis, no key, no network).
 """
 
 from __future__ import annotations
@@ -15,16 +15,18 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from .audit import AuditTrail, MemoryAudit, RedisAudit
 from .auth import Authenticator
 from .failover import FailModeLimiter
 from .fake_upstream import FakeControls, create_fake_upstream
 from .limiter import MemoryLimiter, RedisLimiter
+from .metrics import Metrics
 from .mint import Broker
 from .operations import Operations
 from .policy_store import STORE_ERRORS, MemoryPolicyStore, PolicyCache, RedisPolicyStore
 from .redis_clients import connect, connect_listener
 from .settings import Settings
-from .upstream import Upstream, make_client
+from .upstream import Upstream, UpstreamPolicy, make_client
 
 log = logging.getLogger("tokenbroker")
 
@@ -36,9 +38,12 @@ class Runtime:
     operations: Operations
     store_ping: Callable[[], Awaitable[bool]] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    draining: bool = False
 
     async def ready(self) -> tuple[bool, str]:
         """Whether this replica can mint now, and why not."""
+        if self.draining:
+            return False, "shutting down"
         if self.broker.policies.policies is None:
             return False, "policies not loaded"
         closed = self.settings.fail_mode == "closed"
@@ -46,20 +51,51 @@ class Runtime:
             return False, "rate-limit store unreachable"
         return True, "ok"
 
+    def start(self, *jobs: Awaitable[None]) -> None:
+        self.tasks += [asyncio.ensure_future(job) for job in jobs]
+
+    async def stop(self) -> None:
+        """Flush the audit trail, then stop background tasks."""
+        await self.broker.audit.flush(5.0)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
 
 def _initial_policies(settings: Settings) -> str | None:
     return settings.policies_file.read_text() if settings.policies_file else None
 
 
+def _upstream(settings: Settings, http: httpx.AsyncClient, key: str | None) -> Upstream:
+    policy = UpstreamPolicy(deadline=settings.upstream_timeout, retries=settings.upstream_retries)
+    return Upstream(http, key, policy, settings.upstream_headers)
+
+
+def _broker(
+    settings: Settings,
+    metrics: Metrics,
+    http: httpx.AsyncClient,
+    cache: PolicyCache,
+    limiter: FailModeLimiter | MemoryLimiter,
+    upstream: Upstream,
+    audit: AuditTrail,
+) -> Broker:
+    authenticator = Authenticator(settings, http, on_jwks_fetch=metrics.jwks_fetches)
+    metrics.watch_circuit("upstream", lambda: upstream.breaker.state)
+    metrics.policy_version.set_function(lambda: cache.version)
+    return Broker(authenticator, cache, limiter, upstream, audit, metrics)
+
+
 @contextlib.asynccontextmanager
-async def redis_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime]:
     client = connect(settings)
+    listener = connect_listener(settings)
     http = make_client(
         settings.upstream_url,
         connect_timeout=settings.upstream_connect_timeout,
         timeout=settings.upstream_timeout,
+        max_connections=settings.upstream_max_connections,
     )
-    listener = connect_listener(settings)
     store = RedisPolicyStore(client, settings.redis_prefix, listener)
     cache = PolicyCache(store, settings.policy_refresh_interval)
     initial = _initial_policies(settings)
@@ -73,20 +109,22 @@ async def redis_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             return False
 
     limiter = RedisLimiter(client, settings.redis_prefix, cluster=settings.redis_cluster)
-    broker = Broker(
-        Authenticator(settings, http),
-        cache,
-        FailModeLimiter(limiter, settings.fail_mode),
-        Upstream(http, settings.upstream_api_key),
+    guarded = FailModeLimiter(limiter, settings.fail_mode, metrics=metrics)
+    metrics.watch_circuit("redis", lambda: guarded.breaker.state)
+    audit = RedisAudit(
+        client,
+        f"{settings.redis_prefix}:audit",
+        settings.audit_max_entries,
+        on_fate=lambda fate, n: metrics.audit.labels(fate).inc(n),
     )
-    runtime = Runtime(broker, settings, Operations(store, limiter), ping)
-    runtime.tasks.append(asyncio.create_task(cache.run(initial)))
+    upstream = _upstream(settings, http, settings.upstream_api_key)
+    broker = _broker(settings, metrics, http, cache, guarded, upstream, audit)
+    runtime = Runtime(broker, settings, Operations(store, limiter, audit), ping)
+    runtime.start(cache.run(initial), audit.run())
     try:
         yield runtime
     finally:
-        for task in runtime.tasks:
-            task.cancel()
-        await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        await runtime.stop()
         await http.aclose()
         await client.aclose()
         await listener.aclose()
@@ -96,26 +134,25 @@ DEV_API_KEY = "sk-dev-fake-upstream"  # the fake upstream's key, not a secret
 
 
 @contextlib.asynccontextmanager
-async def memory_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def memory_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime]:
     fake = create_fake_upstream(FakeControls(api_key=DEV_API_KEY, record=False))
-    transport = httpx.ASGITransport(app=fake)
     http = make_client(
         "http://fake-upstream/v1",
         connect_timeout=settings.upstream_connect_timeout,
         timeout=settings.upstream_timeout,
-        transport=transport,
+        transport=httpx.ASGITransport(app=fake),
     )
     store = MemoryPolicyStore()
     cache = PolicyCache(store, settings.policy_refresh_interval)
     await cache.bootstrap(_initial_policies(settings))
     limiter = MemoryLimiter()
-    broker = Broker(Authenticator(settings), cache, limiter, Upstream(http, DEV_API_KEY))
-    runtime = Runtime(broker, settings, Operations(store, limiter))
-    runtime.tasks.append(asyncio.create_task(cache.listen()))
+    audit = MemoryAudit()
+    upstream = _upstream(settings, http, DEV_API_KEY)
+    broker = _broker(settings, metrics, http, cache, limiter, upstream, audit)
+    runtime = Runtime(broker, settings, Operations(store, limiter, audit))
+    runtime.start(cache.listen())
     try:
         yield runtime
     finally:
-        for task in runtime.tasks:
-            task.cancel()
-        await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        await runtime.stop()
         await http.aclose()

@@ -52,6 +52,12 @@ class Settings:
     upstream_api_key: str | None = field(default=None, repr=False)
     upstream_connect_timeout: float = 2.0
     upstream_timeout: float = 10.0
+    upstream_retries: int = 2
+    upstream_max_connections: int = 2000
+    upstream_headers: Mapping[str, str] = field(default_factory=dict)  # OpenAI-Organization…
+    shutdown_delay: float = 5.0  # keep serving (not ready) so load balancers stop sending
+    shutdown_grace: float = 30.0  # then wait this long for in-flight mints
+    audit_max_entries: int = 1_000_000
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "tb"
     redis_timeout: float = 1.0
@@ -70,6 +76,7 @@ class Settings:
     max_body_bytes: int = 65536
     admin_token: str | None = field(default=None, repr=False)
     log_level: str = "info"
+    log_format: str = "json"
 
 
 class _Reader:
@@ -223,11 +230,37 @@ def settings_from_dict(
     JWT secrets.
     """
     r = _Reader()
-    known = ("server", "upstream", "redis", "fail_mode", "policies", "auth", "cors", "http", "log")
+    known = (
+        "server",
+        "upstream",
+        "redis",
+        "fail_mode",
+        "policies",
+        "auth",
+        "cors",
+        "http",
+        "log",
+        "shutdown",
+        "audit",
+    )
     for unknown in set(raw) - set(known):
         r.errors.append(f"{unknown}: unknown setting")
     server = r.section(raw, "server", ("host", "port"))
-    upstream = r.section(raw, "upstream", ("url", "connect_timeout", "timeout"))
+    upstream = r.section(
+        raw,
+        "upstream",
+        (
+            "url",
+            "connect_timeout",
+            "timeout",
+            "retries",
+            "max_connections",
+            "organization",
+            "project",
+        ),
+    )
+    shutdown = r.section(raw, "shutdown", ("delay", "grace"))
+    audit = r.section(raw, "audit", ("max_entries",))
     redis = r.section(
         raw,
         "redis",
@@ -259,7 +292,14 @@ def settings_from_dict(
     )
     cors = r.section(raw, "cors", ("allowed_origins",))
     http = r.section(raw, "http", ("max_body_bytes",))
-    log = r.section(raw, "log", ("level",))
+    log = r.section(raw, "log", ("level", "format"))
+    if log.get("format", "json") not in ("json", "text"):
+        r.errors.append("log.format: must be json or text")
+    upstream_headers = {
+        header: str(upstream[key])
+        for key, header in (("organization", "OpenAI-Organization"), ("project", "OpenAI-Project"))
+        if upstream.get(key)
+    }
 
     fail_mode = raw.get("fail_mode", "closed")
     if fail_mode not in FAIL_MODES:
@@ -295,6 +335,14 @@ def settings_from_dict(
             upstream, "connect_timeout", "upstream.connect_timeout", 2.0
         ),
         upstream_timeout=r.duration(upstream, "timeout", "upstream.timeout", 10.0),
+        upstream_retries=r.typed(upstream, "retries", "upstream.retries", int, 2),
+        upstream_max_connections=r.typed(
+            upstream, "max_connections", "upstream.max_connections", int, 2000
+        ),
+        upstream_headers=upstream_headers,
+        shutdown_delay=r.duration(shutdown, "delay", "shutdown.delay", 5.0),
+        shutdown_grace=r.duration(shutdown, "grace", "shutdown.grace", 30.0),
+        audit_max_entries=r.typed(audit, "max_entries", "audit.max_entries", int, 1_000_000),
         redis_url=env.get("REDIS_URL") or str(redis.get("url", "redis://127.0.0.1:6379/0")),
         redis_prefix=r.typed(redis, "prefix", "redis.prefix", str, "tb"),
         redis_timeout=r.duration(redis, "timeout", "redis.timeout", 1.0),
@@ -325,6 +373,7 @@ def settings_from_dict(
         max_body_bytes=r.typed(http, "max_body_bytes", "http.max_body_bytes", int, 65536),
         admin_token=env.get("TOKENBROKER_ADMIN_TOKEN") or None,
         log_level=str(log.get("level", "info")).lower(),
+        log_format=str(log.get("format", "json")),
     )
     if r.errors:
         raise SettingsError(sorted(r.errors))

@@ -1,26 +1,44 @@
 """The upstream call: ``POST {upstream_url}/realtime/sessions`` with the real API key.
 
-Only the ephemeral ``client_secret`` and the model leave this module. Upstream failures
-become the broker's errors (SPEC §2): rejections and auth failures 502, rate limiting 503
-with the upstream's ``Retry-After``, timeouts 504. ``refundable`` on the error says whether
-the user's rate-limit charge should be given back.
+Only the ephemeral ``client_secret`` leaves this module. One total deadline covers the
+whole call, retries included. Connection errors and 502/503/504 are retried (at most
+``retries`` times, jittered exponential backoff) while the deadline allows. A circuit
+breaker answers at once while the upstream keeps failing and lets one probe through
+every ``breaker_reset`` seconds. Failures become the broker's errors (SPEC §2);
+``refundable`` says whether the user's rate-limit charge goes back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import random
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
 
+from .breaker import CircuitBreaker
 from .errors import BrokerError, Unavailable, UpstreamFailed, UpstreamTimeout
+
+RETRYABLE_STATUS = (502, 503, 504)
 
 
 @dataclass(frozen=True, slots=True)
 class Minted:
     value: str
     expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamPolicy:
+    deadline: float = 10.0  # total, retries included
+    retries: int = 2
+    backoff: float = 0.05  # first retry waits up to this (full jitter), doubling after
+    breaker_threshold: int = 5
+    breaker_reset: float = 2.0
 
 
 class UpstreamError(Exception):
@@ -30,6 +48,13 @@ class UpstreamError(Exception):
         super().__init__(error.message)
         self.error = error
         self.refundable = refundable
+
+
+class _Retry(Exception):
+    """An attempt failed in a way worth retrying; ``final`` is the error if it was the last."""
+
+    def __init__(self, final: UpstreamError) -> None:
+        self.final = final
 
 
 def _retry_after(response: httpx.Response) -> str:
@@ -51,53 +76,110 @@ def _parse(response: httpx.Response) -> Minted:
         or isinstance(expires_at, bool)
         or not isinstance(expires_at, int)
     ):
-        raise UpstreamError(
-            UpstreamFailed(
-                "upstream_invalid_response", "The upstream answered without a usable client secret."
-            ),
-            refundable=False,
+        error = UpstreamFailed(
+            "upstream_invalid_response", "The upstream answered without a usable client secret."
         )
+        raise UpstreamError(error, refundable=False)
     return Minted(value, expires_at)
 
 
-class Upstream:
-    def __init__(self, client: httpx.AsyncClient, api_key: str | None) -> None:
-        self._client = client
-        self._headers = {"Authorization": f"Bearer {api_key or ''}"}
-
-    async def create_session(self, config: dict[str, object]) -> Minted:
-        try:
-            response = await self._client.post(
-                "/realtime/sessions", content=json.dumps(config), headers=self._headers
-            )
-        except httpx.TimeoutException:
-            raise UpstreamError(
-                UpstreamTimeout("upstream_timeout", "The upstream did not answer in time."),
-                refundable=True,
-            ) from None
-        except httpx.HTTPError:
-            raise UpstreamError(
-                UpstreamFailed("upstream_error", "The upstream could not be reached."),
-                refundable=True,
-            ) from None
-        status = response.status_code
-        if status == 200:
-            return _parse(response)
-        if status == 429:
-            error: BrokerError = Unavailable(
+def _failure(status: int, response: httpx.Response) -> UpstreamError:
+    """The broker's error for a non-200 upstream answer."""
+    if status == 429:
+        return UpstreamError(
+            Unavailable(
                 "upstream_rate_limited",
                 "The upstream is rate limiting; retry later.",
                 headers={"Retry-After": _retry_after(response)},
+            ),
+            refundable=True,
+        )
+    if status in (401, 403):
+        error = UpstreamFailed("upstream_auth_failed", "The upstream refused the broker's key.")
+    elif 400 <= status < 500:
+        error = UpstreamFailed("upstream_rejected", "The upstream rejected the session config.")
+    else:
+        error = UpstreamFailed("upstream_error", f"The upstream failed (status {status}).")
+    return UpstreamError(error, refundable=True)
+
+
+def _unreachable() -> UpstreamError:
+    error = UpstreamFailed("upstream_error", "The upstream could not be reached.")
+    return UpstreamError(error, refundable=True)
+
+
+def _timeout() -> UpstreamError:
+    error = UpstreamTimeout("upstream_timeout", "The upstream did not answer in time.")
+    return UpstreamError(error, refundable=True)
+
+
+class Upstream:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        api_key: str | None,
+        policy: UpstreamPolicy | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._client = client
+        self._headers = {"Authorization": f"Bearer {api_key or ''}", **(extra_headers or {})}
+        self._policy = policy or UpstreamPolicy()
+        self.breaker = CircuitBreaker(self._policy.breaker_threshold, self._policy.breaker_reset)
+        self.retries = 0  # counted for metrics
+
+    async def create_session(self, config: dict[str, object]) -> Minted:
+        if not self.breaker.allow():
+            error = UpstreamFailed(
+                "upstream_error",
+                "The upstream is failing; the broker is not calling it for a moment.",
+                headers={"Retry-After": str(math.ceil(self._policy.breaker_reset))},
             )
             raise UpstreamError(error, refundable=True)
-        if status in (401, 403):
-            error = UpstreamFailed("upstream_auth_failed", "The upstream refused the broker's key.")
-            raise UpstreamError(error, refundable=True)
-        if 400 <= status < 500:
-            error = UpstreamFailed("upstream_rejected", "The upstream rejected the session config.")
-            raise UpstreamError(error, refundable=True)
-        error = UpstreamFailed("upstream_error", f"The upstream failed (status {status}).")
-        raise UpstreamError(error, refundable=True)
+        body = json.dumps(config)
+        deadline = time.monotonic() + self._policy.deadline
+        try:
+            async with asyncio.timeout(self._policy.deadline):
+                minted = await self._attempts(body, deadline)
+        except TimeoutError:
+            self.breaker.failure()
+            raise _timeout() from None
+        except UpstreamError as exc:
+            if exc.error.code in ("upstream_error", "upstream_timeout"):
+                self.breaker.failure()  # 5xx, unreachable, reset
+            else:
+                self.breaker.success()  # it answered: alive, even if it said no
+            raise
+        self.breaker.success()
+        return minted
+
+    async def _attempts(self, body: str, deadline: float) -> Minted:
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(body)
+            except _Retry as retry:
+                pause = random.uniform(0, self._policy.backoff * 2**attempt)  # noqa: S311
+                if attempt >= self._policy.retries or time.monotonic() + pause >= deadline:
+                    raise retry.final from None
+                attempt += 1
+                self.retries += 1
+                await asyncio.sleep(pause)
+
+    async def _attempt(self, body: str) -> Minted:
+        try:
+            response = await self._client.post(
+                "/realtime/sessions", content=body, headers=self._headers
+            )
+        except httpx.TimeoutException:
+            raise _timeout() from None
+        except httpx.HTTPError:  # connect errors, resets, protocol errors: worth a retry
+            raise _Retry(_unreachable()) from None
+        status = response.status_code
+        if status == 200:
+            return _parse(response)
+        if status in RETRYABLE_STATUS:
+            raise _Retry(_failure(status, response))
+        raise _failure(status, response)
 
 
 def make_client(
@@ -105,12 +187,16 @@ def make_client(
     *,
     connect_timeout: float,
     timeout: float,
+    max_connections: int = 2000,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
+    """The shared client. The pool is large so a thousand slow mints never queue."""
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
         headers={"Content-Type": "application/json", "User-Agent": "tokenbroker"},
         follow_redirects=False,
         transport=transport,

@@ -1,0 +1,67 @@
+"""Prometheus metrics (prometheus-client), one registry per app. No per-user labels:
+label values are policy names, outcome codes and fixed words only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.mints = Counter(
+            "tokenbroker_mints", "Mint requests by policy and outcome (minted or error code).",
+            ["policy", "outcome"], registry=r,
+        )  # fmt: skip
+        self.mint_seconds = Histogram(
+            "tokenbroker_mint_duration_seconds", "End-to-end time of mint requests.",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.upstream_seconds = Histogram(
+            "tokenbroker_upstream_duration_seconds",
+            "Time of the upstream call (retries included), by result.",
+            ["result"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.upstream_retries = Counter(
+            "tokenbroker_upstream_retries", "Upstream attempts retried.", registry=r
+        )
+        self.limiter = Counter(
+            "tokenbroker_limiter_decisions",
+            "Rate-limit decisions: allowed, denied, unlimited (fail_mode open), local.",
+            ["decision"], registry=r,
+        )  # fmt: skip
+        self.store_errors = Counter(
+            "tokenbroker_store_errors", "Redis errors on the mint path.", registry=r
+        )
+        self.jwks_fetches = Counter(
+            "tokenbroker_jwks_fetches", "JWKS fetches by provider and result.",
+            ["provider", "result"], registry=r,
+        )  # fmt: skip
+        self.audit = Counter(
+            "tokenbroker_audit_entries", "Audit entries by fate: written, dropped.",
+            ["fate"], registry=r,
+        )  # fmt: skip
+        self.circuit = Gauge(
+            "tokenbroker_circuit_state", "Circuit breakers: 0 closed, 1 half-open, 2 open.",
+            ["dependency"], registry=r,
+        )  # fmt: skip
+        self.policy_version = Gauge(
+            "tokenbroker_policy_version", "Policy version this replica serves.", registry=r
+        )
+        self.draining = Gauge(
+            "tokenbroker_draining", "1 while this replica shuts down gracefully.", registry=r
+        )
+
+    def watch_circuit(self, dependency: str, state: Callable[[], str]) -> None:
+        self.circuit.labels(dependency).set_function(lambda: _CIRCUIT_VALUES[state()])
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,68 @@
+"""Running the app under uvicorn, with a graceful drain on SIGTERM.
+
+On the first SIGTERM (or SIGINT) the replica reports not ready (``/readyz`` 503) but
+keeps serving for ``shutdown_delay`` so load balancers and Kubernetes endpoints stop
+sending it traffic; then uvicorn stops accepting connections and gives in-flight
+requests up to ``shutdown_grace`` to finish; the lifespan then flushes the audit trail
+and the process exits 0. A second signal skips the delay.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+log = logging.getLogger("tokenbroker")
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: Starlette, delay: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._delay = delay
+        self._draining = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining or self._delay <= 0:
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        runtime = getattr(self._app.state, "runtime", None)
+        if runtime is not None:
+            runtime.draining = True
+            self._app.state.metrics.draining.set(1)
+        log.info("signal %d: draining for %.1f s before closing the listener", sig, self._delay)
+        timer = threading.Timer(self._delay, super().handle_exit, args=(sig, frame))
+        timer.daemon = True
+        timer.start()
+
+
+def run(app: Any, host: str, port: int, *, delay: float = 0.0, grace: float | None = None) -> None:
+    try:
+        import uvloop  # noqa: F401  # only probing whether it is installed
+
+        loop = "uvloop"
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        loop = "asyncio"
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop=loop,
+        http="httptools",
+        log_config=None,
+        lifespan="on",
+        server_header=False,
+        date_header=False,
+        timeout_graceful_shutdown=None if grace is None else max(1, round(grace)),
+        backlog=4096,
+    )
+    if isinstance(app, Starlette):
+        DrainingServer(config, app, delay).run()
+    else:  # pragma: no cover
+        uvicorn.Server(config).run()
