@@ -11,6 +11,7 @@ latency, and a queue of faults (status codes, ``invalid_json``, ``no_secret``, `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import secrets
 import time
@@ -37,6 +38,7 @@ class FakeControls:
     received: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
     count: int = 0
     record: bool = True
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
 
 def _error(status: int, kind: str, code: str, message: str, param: str | None = None) -> Response:
@@ -108,10 +110,19 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
 
     async def create_session(request: Request) -> Response:
         controls.count += 1
+        async with controls.arrived:
+            controls.arrived.notify_all()
         raw = await request.body()
         authorization = request.headers.get("authorization", "")
         if controls.record:
-            controls.received.append({"authorization": authorization, "body": raw.decode()})
+            controls.received.append(
+                {
+                    "authorization": authorization,
+                    "organization": request.headers.get("openai-organization"),
+                    "project": request.headers.get("openai-project"),
+                    "body": raw.decode(),
+                }
+            )
         if controls.latency_ms:
             await asyncio.sleep(controls.latency_ms / 1000)
         if controls.faults:
@@ -147,6 +158,12 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
         return JSONResponse({"ok": True})
 
     async def received(request: Request) -> Response:
+        """What arrived; with ``?wait_for=N``, first wait (up to 30 s) until N requests have."""
+        wanted = int(request.query_params.get("wait_for", "0"))
+        async with controls.arrived:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(30):
+                    await controls.arrived.wait_for(lambda: controls.count >= wanted)
         return JSONResponse({"count": controls.count, "requests": list(controls.received)})
 
     async def healthz(request: Request) -> Response:

@@ -10,6 +10,7 @@ and the process exits 0. A second signal skips the delay.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from types import FrameType
 from typing import Any
@@ -28,16 +29,22 @@ class DrainingServer(uvicorn.Server):
         self._draining = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._draining or self._delay <= 0:
+        # uvicorn re-raises a captured signal after shutting down, which would end the
+        # process with -SIGTERM; a completed drain is a clean exit, so SIGTERM is not
+        # captured. SIGINT keeps uvicorn's behaviour (and a second one forces the exit).
+        if sig != signal.SIGTERM:
             super().handle_exit(sig, frame)
+            return
+        if self._draining or self._delay <= 0:
+            self.should_exit = True
             return
         self._draining = True
         runtime = getattr(self._app.state, "runtime", None)
         if runtime is not None:
             runtime.draining = True
             self._app.state.metrics.draining.set(1)
-        log.info("signal %d: draining for %.1f s before closing the listener", sig, self._delay)
-        timer = threading.Timer(self._delay, super().handle_exit, args=(sig, frame))
+        log.info("SIGTERM: not ready; closing the listener in %.1f s", self._delay)
+        timer = threading.Timer(self._delay, lambda: setattr(self, "should_exit", True))
         timer.daemon = True
         timer.start()
 
