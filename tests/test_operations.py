@@ -226,7 +226,13 @@ class TestAudit:
             )
         assert all(reply.status_code == 200 for reply in replies)
         store = redis.Redis.from_url(redis_server.url)
-        key = next(k for k in store.scan_iter("*:audit") if store.xlen(k) >= 200)
+
+        def full_stream() -> bytes | None:  # written in batches, after the replies
+            return next((k for k in store.scan_iter("*:audit") if store.xlen(k) >= 200), None)
+
+        await asyncio.to_thread(until, lambda: full_stream() is not None)
+        key = full_stream()
+        assert key is not None
         rows: Any = store.xrange(key)
         entries = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in rows]
         mine = [e for e in entries if e["request_id"] in set(ids)]
