@@ -48,9 +48,9 @@ class TestUpstreamFaults:
     @pytest.mark.parametrize(
         ("faults", "status", "code", "calls"),
         [
-            (["500", "500", "500"], 502, "upstream_error", 1),  # 500 is not retried
+            (["500"], 200, None, 2),  # retried once, then success
             (["502", "503", "504"], 502, "upstream_error", 3),  # retried twice, then given up
-            (["503"], 200, None, 2),  # retried once, then success
+            (["500", "500", "500"], 502, "upstream_error", 3),
             (["reset"], 200, None, 2),  # connection dropped mid-reply: retried
             (["reset", "reset", "reset"], 502, "upstream_error", 3),
             (["429"], 503, "upstream_rate_limited", 1),
@@ -104,7 +104,7 @@ class TestUpstreamFaults:
         a probe finds it healthy again and minting resumes."""
         own = start_broker(upstream={"timeout": "1s", "retries": 0})
         token = make_token(f"circuit-{uuid.uuid4().hex}")
-        upstream.control(faults=["500"] * 5)
+        upstream.control(faults=["500"] * 5)  # retries: 0, so one attempt per mint
         assert [mint(own, token).status_code for _ in range(5)] == [502] * 5
         reply = mint(own, token)
         assert reply.status_code == 502

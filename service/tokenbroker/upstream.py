@@ -1,7 +1,7 @@
 """The upstream call: ``POST {upstream_url}/realtime/sessions`` with the real API key.
 
 Only the ephemeral ``client_secret`` leaves this module. One total deadline covers the
-whole call, retries included. Connection errors and 502/503/504 are retried (at most
+whole call, retries included. Connection errors and 500/502/503/504 are retried (at most
 ``retries`` times, jittered exponential backoff) while the deadline allows. A circuit
 breaker answers at once while the upstream keeps failing and lets one probe through
 every ``breaker_reset`` seconds. Failures become the broker's errors (SPEC §2);
@@ -23,7 +23,7 @@ import httpx
 from .breaker import CircuitBreaker
 from .errors import BrokerError, Unavailable, UpstreamFailed, UpstreamTimeout
 
-RETRYABLE_STATUS = (502, 503, 504)
+RETRYABLE_STATUS = (500, 502, 503, 504)
 
 
 @dataclass(frozen=True, slots=True)
