@@ -89,7 +89,7 @@ def write_config(
         "shutdown": {"delay": "10ms", "grace": "5s"},
     }
     for key, value in overrides.items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
     path = directory / f"broker-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

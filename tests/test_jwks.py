@@ -10,6 +10,7 @@ import pytest
 
 from jwks_server import JwksServer, SigningKey, new_key
 from tokenbroker.jwks import JwksCache, JwksSettings, JwksUnavailable
+from tokenbroker.upstream import make_client
 
 SETTINGS = JwksSettings(ttl=600, min_ttl=60, max_ttl=3600, cooldown=30, max_stale=7200)
 
@@ -36,7 +37,8 @@ def keys() -> dict[str, SigningKey]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as http:
+    """The broker's own shared client (aiohttp transport), as JWKS fetches use it."""
+    async with make_client("http://upstream.invalid", connect_timeout=5, timeout=5) as http:
         yield http
 
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from .breaker import CircuitBreaker
 from .errors import BrokerError, Unavailable, UpstreamFailed, UpstreamTimeout
@@ -170,6 +171,8 @@ class Upstream:
             response = await self._client.post(
                 "/realtime/sessions", content=body, headers=self._headers
             )
+        except httpx.ConnectTimeout:  # also what httpx-aiohttp raises for a refused connect
+            raise _Retry(_unreachable()) from None
         except httpx.TimeoutException:
             raise _timeout() from None
         except httpx.HTTPError:  # connect errors, resets, protocol errors: worth a retry
@@ -188,16 +191,27 @@ def make_client(
     connect_timeout: float,
     timeout: float,
     max_connections: int = 2000,
-    transport: httpx.AsyncBaseTransport | None = None,
+    transport: httpx.AsyncBaseTransport | str | None = "aiohttp",
 ) -> httpx.AsyncClient:
-    """The shared client. The pool is large so a thousand slow mints never queue."""
+    """The shared client. The pool is large so a thousand slow mints never queue.
+
+    ``transport="aiohttp"`` keeps the httpx interface over aiohttp's connection handling
+    (httpx-aiohttp), which the benchmark measured several times faster than httpx's own
+    transport on this path; ``"httpx"`` selects httpx's default transport.
+    """
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    chosen: httpx.AsyncBaseTransport | None = None
+    if transport == "aiohttp":
+        chosen = AiohttpTransport(limits=limits)
+    elif isinstance(transport, httpx.AsyncBaseTransport):
+        chosen = transport
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
+        limits=limits,
         headers={"Content-Type": "application/json", "User-Agent": "tokenbroker"},
         follow_redirects=False,
-        transport=transport,
+        transport=chosen,
     )

@@ -1,0 +1,54 @@
+"""The benchmark's floor: forward the body to the upstream and return the secret, nothing
+else (no auth, no policy, no limits), with the broker's HTTP client and server settings."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tokenbroker.server import run
+from tokenbroker.upstream import make_client
+
+
+def create_floor(upstream_url: str, api_key: str) -> Starlette:
+    headers = {"Authorization": f"Bearer {api_key}"}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with make_client(upstream_url, connect_timeout=2, timeout=10) as client:
+            app.state.client = client
+            yield
+
+    async def mint(request: Request) -> Response:
+        body = await request.body()
+        reply = await request.app.state.client.post(
+            "/realtime/sessions", content=body or b"{}", headers=headers
+        )
+        session = json.loads(reply.content)
+        out = {"client_secret": session["client_secret"], "model": session["model"]}
+        return Response(json.dumps(out), reply.status_code, media_type="application/json")
+
+    return Starlette(routes=[Route("/v1/realtime/sessions", mint, methods=["POST"])],
+                     lifespan=lifespan)  # fmt: skip
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--api-key", default="sk-bench")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    from tokenbroker.logs import configure_logging
+
+    configure_logging("warning", "json")
+    import logging
+
+    logging.getLogger("uvicorn.error").setLevel(logging.INFO)
+    run(create_floor(args.upstream, args.api_key), "127.0.0.1", args.port, grace=1)
