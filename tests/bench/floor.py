@@ -35,8 +35,9 @@ def create_floor(upstream_url: str, api_key: str) -> Starlette:
         out = {"client_secret": session["client_secret"], "model": session["model"]}
         return Response(json.dumps(out), reply.status_code, media_type="application/json")
 
-    return Starlette(routes=[Route("/v1/realtime/sessions", mint, methods=["POST"])],
-                     lifespan=lifespan)  # fmt: skip
+    return Starlette(
+        routes=[Route("/v1/realtime/sessions", mint, methods=["POST"])], lifespan=lifespan
+    )
 
 
 if __name__ == "__main__":

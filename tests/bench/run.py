@@ -1,0 +1,515 @@
+"""The benchmark: the broker against a bare proxy (the floor), side by side in one run.
+
+Starts redis-server, the fake upstream, the broker and the floor as separate processes
+and drives them with wrk (a separate, efficient load generator) using many users'
+pre-signed JWTs. Broker and floor alternate in rounds; medians are reported. Writes
+``result.json`` and ``chart.png`` into ``--out`` and prints a table.
+
+    python3 tests/bench/run.py              # the full run (about 5 minutes)
+    python3 tests/bench/run.py --smoke      # seconds: checks that it works, not how fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT / "service"))
+
+from tokenbroker.devtokens import sign_token  # noqa: E402
+
+SECRET = "bench-hs256-secret-0123456789abcdef-0123"
+ISSUER, AUDIENCE, API_KEY = "https://bench.test", "tokenbroker", "sk-bench-key"
+MODEL = "gpt-4o-mini-realtime-preview"
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: int
+    seconds: int
+    users: int
+    memory_users: int
+    slow_concurrency: int
+    soak_seconds: int
+    many_policies: int
+    many_assignments: int
+
+
+FULL = Plan(
+    rounds=3,
+    seconds=6,
+    users=2000,
+    memory_users=100_000,
+    slow_concurrency=1000,
+    soak_seconds=120,
+    many_policies=1000,
+    many_assignments=100_000,
+)
+SMOKE = Plan(
+    rounds=1,
+    seconds=1,
+    users=50,
+    memory_users=500,
+    slow_concurrency=20,
+    soak_seconds=2,
+    many_policies=10,
+    many_assignments=100,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A child process on a known port, output to a file, ready when /healthz answers."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        health: str = "/healthz",
+    ) -> None:
+        self.name, self.port = name, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(workdir / f"{name}.log", "w")  # noqa: SIM115  # closed in stop()
+        self.proc = subprocess.Popen(
+            argv, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.proc.poll() is None, f"{name} exited; see {self.log.name}"
+            try:
+                if health == "tcp":
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                if httpx.get(self.url + health, timeout=1).status_code < 500:
+                    break
+            except (httpx.HTTPError, OSError):
+                pass
+            assert time.monotonic() < deadline, f"{name} did not start"
+            time.sleep(0.05)
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+class Bench:
+    def __init__(self, plan: Plan, workdir: Path) -> None:
+        self.plan, self.workdir = plan, workdir
+        self.servers: list[Server] = []
+        self.redis_port = free_port()
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def start(self, name: str, argv: list[str], **kwargs: Any) -> Server:
+        server = Server(name, argv, kwargs.pop("port", None) or free_port(), self.workdir, **kwargs)
+        self.servers.append(server)
+        return server
+
+    def redis(self) -> Server:
+        return self.start(
+            "redis",
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            port=self.redis_port,
+            health="tcp",
+        )
+
+    def fake(self, name: str, latency_ms: int = 0) -> Server:
+        port = free_port()
+        return self.start(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "tokenbroker",
+                "fake-upstream",
+                "--port",
+                str(port),
+                "--no-record",
+                "--latency-ms",
+                str(latency_ms),
+            ],
+            port=port,
+        )
+
+    def floor(self, name: str, upstream: Server) -> Server:
+        port = free_port()
+        return self.start(
+            name,
+            [
+                sys.executable,
+                str(HERE / "floor.py"),
+                "--upstream",
+                upstream.url + "/v1",
+                "--port",
+                str(port),
+            ],
+            port=port,
+            health="tcp",
+        )
+
+    def broker(self, name: str, upstream: Server, policies: Path, prefix: str) -> Server:
+        port = free_port()
+        config = {
+            "server": {"host": "127.0.0.1", "port": port},
+            "upstream": {"url": upstream.url + "/v1", "timeout": "10s"},
+            "redis": {"url": self.redis_url, "prefix": prefix},
+            "policies": {"file": str(policies)},
+            "auth": {
+                "providers": [
+                    {
+                        "name": "bench",
+                        "issuer": ISSUER,
+                        "audiences": [AUDIENCE],
+                        "algorithms": ["HS256"],
+                        "hs256_secret_env": "BENCH_JWT_SECRET",
+                    }
+                ]
+            },
+            "shutdown": {"delay": "10ms", "grace": "5s"},
+        }
+        path = self.workdir / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return self.start(
+            name,
+            [sys.executable, "-m", "tokenbroker", "serve", "--config", str(path)],
+            port=port,
+            env={"BENCH_JWT_SECRET": SECRET, "OPENAI_API_KEY": API_KEY},
+        )
+
+    def tokens(self, name: str, users: list[str]) -> Path:
+        path = self.workdir / f"{name}.tokens"
+        path.write_text(
+            "\n".join(
+                sign_token(SECRET, issuer=ISSUER, audience=AUDIENCE, sub=u, ttl=3600) for u in users
+            )
+        )
+        return path
+
+    def wrk(self, target: Server, tokens: Path, connections: int, seconds: int) -> dict[str, Any]:
+        threads = 1 if connections < 8 else 2
+        out = subprocess.run(
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(HERE / "mint.lua"),
+                target.url,
+            ],
+            env={**os.environ, "TOKENS": str(tokens)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        result: dict[str, Any] = json.loads(out.split("JSON ", 1)[1])
+        return result
+
+    def stop(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+
+
+def policies_file(path: Path, count: int, assignments: int) -> Path:
+    base = {
+        "models": [MODEL],
+        "voices": ["alloy", "ash"],
+        "temperature": {"max": 1.0},
+        "limits": [{"limit": 1_000_000, "per": "1s"}, {"limit": 100_000_000, "per": "1d"}],
+    }
+    policies = {"bench": base} | {f"plan-{i}": {"extends": "bench"} for i in range(count - 1)}
+    users = {
+        f"assigned-{i}": f"plan-{i % max(count - 1, 1)}" if count > 1 else "bench"
+        for i in range(assignments)
+    }
+    path.write_text(
+        yaml.safe_dump({"default_policy": "bench", "policies": policies, "users": users})
+    )
+    return path
+
+
+def redis_stats(url: str) -> dict[str, int]:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    stats: Any = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+async def memory_per_user(redis_url: str, users: int) -> float:
+    """Bytes of Redis memory per active user: the broker's limiter, one charge per user."""
+    import redis.asyncio as aioredis
+
+    from tokenbroker.limiter import RedisLimiter
+    from tokenbroker.limits import LimitRule
+
+    client = aioredis.Redis.from_url(redis_url, max_connections=64)
+    limiter = RedisLimiter(client, "mem")
+    rules = [LimitRule(5, 60.0, 5, "1m"), LimitRule(100, 86400.0, 100, "1d")]
+    await limiter.charge("warm-up", rules, [])
+    before = int((await client.info("memory"))["used_memory"])
+    for start in range(0, users, 50):
+        await asyncio.gather(
+            *(
+                limiter.charge(f"mem-user-{i}", rules, [])
+                for i in range(start, min(start + 50, users))
+            )
+        )
+    after = int((await client.info("memory"))["used_memory"])
+    await client.aclose()
+    return (after - before) / users
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+def run(plan: Plan, out: Path) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="tokenbroker-bench-"))
+    bench = Bench(plan, workdir)
+    result: dict[str, Any] = {"plan": plan.__dict__, "machine": {"cpus": os.cpu_count()}}
+    try:
+        bench.redis()
+        fast = bench.fake("fake-upstream")
+        one = policies_file(workdir / "one.yaml", 1, 0)
+        broker = bench.broker("broker", fast, one, "b1")
+        floor = bench.floor("floor", fast)
+        tokens = bench.tokens("users", [f"user-{i}" for i in range(plan.users)])
+
+        saturation: dict[str, list[float]] = {"broker": [], "floor": []}
+        single: dict[str, list[dict[str, Any]]] = {"broker": [], "floor": []}
+        for _ in range(plan.rounds):
+            for name, target in (("broker", broker), ("floor", floor)):
+                run_ = bench.wrk(target, tokens, 64, plan.seconds)
+                assert run_["non2xx"] == 0 and run_["socket_errors"] == 0, (name, run_)
+                saturation[name].append(run_["rps"])
+                single[name].append(bench.wrk(target, tokens, 1, plan.seconds))
+        lat = {
+            name: {p: median([r[f"{p}_ms"] for r in single[name]]) for p in ("p50", "p90", "p99")}
+            for name in single
+        }
+        result["saturation_rps"] = {k: median(v) for k, v in saturation.items()}
+        result["throughput_ratio"] = round(
+            result["saturation_rps"]["broker"] / result["saturation_rps"]["floor"], 3
+        )
+        result["latency_one_connection_ms"] = lat
+        result["added_latency_ms"] = {
+            p: round(lat["broker"][p] - lat["floor"][p], 3) for p in ("p50", "p99")
+        }
+
+        before = redis_stats(bench.redis_url)
+        counted = bench.wrk(broker, tokens, 16, plan.seconds)
+        after = redis_stats(bench.redis_url)
+        calls = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        mints = counted["requests"]
+        result["redis_per_mint"] = {
+            "round_trips_before_upstream": round(calls.get("evalsha", 0) / mints, 3),
+            "commands_in_that_round_trip": round(
+                sum(calls.get(k, 0) for k in ("time", "hget", "hset", "hdel", "pexpire")) / mints, 2
+            ),
+            "audit_xadd_after_reply": round(calls.get("xadd", 0) / mints, 3),
+        }
+        result["redis_bytes_per_user"] = round(
+            asyncio.run(memory_per_user(bench.redis_url, plan.memory_users)), 1
+        )
+
+        many = policies_file(workdir / "many.yaml", plan.many_policies, plan.many_assignments)
+        broker_many = bench.broker("broker-many", fast, many, "b2")
+        assigned = bench.tokens("assigned", [f"assigned-{i}" for i in range(plan.users)])
+        one_rps, many_rps = [], []
+        for _ in range(plan.rounds):
+            one_rps.append(bench.wrk(broker, assigned, 64, plan.seconds)["rps"])
+            many_rps.append(bench.wrk(broker_many, assigned, 64, plan.seconds)["rps"])
+        result["policies"] = {
+            "one_policy_rps": median(one_rps),
+            f"{plan.many_policies}_policies_{plan.many_assignments}_users_rps": median(many_rps),
+            "ratio": round(median(many_rps) / median(one_rps), 3),
+        }
+        broker_many.stop()
+        bench.servers.remove(broker_many)
+
+        slow = bench.fake("slow-upstream", latency_ms=250)
+        broker_slow = bench.broker("broker-slow", slow, one, "b3")
+        floor_slow = bench.floor("floor-slow", slow)
+        slow_runs = {
+            name: bench.wrk(target, tokens, plan.slow_concurrency, plan.seconds * 2)
+            for name, target in (("broker", broker_slow), ("floor", floor_slow))
+        }
+        ideal = plan.slow_concurrency / 0.25
+        reference = min(ideal, slow_runs["floor"]["rps"])
+        result["slow_upstream"] = {
+            "concurrency": plan.slow_concurrency,
+            "ideal_rps": ideal,
+            "broker_rps": slow_runs["broker"]["rps"],
+            "floor_rps": slow_runs["floor"]["rps"],
+            "broker_errors": slow_runs["broker"]["non2xx"] + slow_runs["broker"]["socket_errors"],
+            "broker_vs_reference": round(slow_runs["broker"]["rps"] / reference, 3),
+        }
+
+        rss_start = broker.rss_kib()
+        soak = bench.wrk(broker, tokens, 16, plan.soak_seconds)
+        rss_end = broker.rss_kib()
+        result["soak"] = {
+            "seconds": plan.soak_seconds,
+            "requests": soak["requests"],
+            "errors": soak["non2xx"] + soak["socket_errors"],
+            "rss_start_kib": rss_start,
+            "rss_end_kib": rss_end,
+            "rss_growth": round(rss_end / rss_start - 1, 3),
+        }
+    finally:
+        bench.stop()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    chart(result, out / "chart.png")
+    return result
+
+
+def chart(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    groups = ["saturation (64 conn.)", "250 ms upstream"]
+    broker = [result["saturation_rps"]["broker"], result["slow_upstream"]["broker_rps"]]
+    floor = [result["saturation_rps"]["floor"], result["slow_upstream"]["floor_rps"]]
+    x = range(len(groups))
+    left.bar([i - 0.2 for i in x], floor, 0.4, label="floor (bare proxy)", color="#9aa5b1")
+    left.bar([i + 0.2 for i in x], broker, 0.4, label="tokenbroker", color="#2f6fdf")
+    left.set_xticks(list(x), groups)
+    left.set_ylabel("mints / s")
+    left.set_title("Throughput, one worker each")
+    left.legend()
+    percentiles = ["p50", "p90", "p99"]
+    lat = result["latency_one_connection_ms"]
+    right.plot(
+        percentiles, [lat["floor"][p] for p in percentiles], "o-", color="#9aa5b1", label="floor"
+    )
+    right.plot(
+        percentiles,
+        [lat["broker"][p] for p in percentiles],
+        "o-",
+        color="#2f6fdf",
+        label="tokenbroker",
+    )
+    right.set_ylabel("ms")
+    right.set_title("Latency, one connection")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def table(result: dict[str, Any]) -> str:
+    sat, lat, added = (
+        result["saturation_rps"],
+        result["latency_one_connection_ms"],
+        result["added_latency_ms"],
+    )
+    slow, soak, pol = result["slow_upstream"], result["soak"], result["policies"]
+    many_key = next(k for k in pol if k.endswith("_rps") and k != "one_policy_rps")
+    rows = [
+        (
+            "throughput, 64 conn. (mints/s)",
+            f"broker {sat['broker']:.0f} / floor {sat['floor']:.0f}"
+            f" = {result['throughput_ratio']:.2f}",
+            "≥ 0.85",
+        ),
+        (
+            "added latency, 1 conn. p50 / p99",
+            f"{added['p50']:.2f} / {added['p99']:.2f} ms "
+            f"(broker {lat['broker']['p50']:.2f} / {lat['broker']['p99']:.2f})",
+            "≤ 1 / ≤ 3 ms",
+        ),
+        (
+            "Redis round trips before upstream",
+            f"{result['redis_per_mint']['round_trips_before_upstream']}",
+            "1",
+        ),
+        ("Redis memory per active user", f"{result['redis_bytes_per_user']:.0f} B", "≤ 200 B"),
+        (
+            "1 policy vs many (mints/s)",
+            f"{pol['one_policy_rps']:.0f} vs {pol[many_key]:.0f} = {pol['ratio']:.2f}",
+            "≥ 0.95",
+        ),
+        (
+            f"{slow['concurrency']} concurrent, 250 ms upstream",
+            f"{slow['broker_rps']:.0f}/s (floor {slow['floor_rps']:.0f}, ideal "
+            f"{slow['ideal_rps']:.0f}) = {slow['broker_vs_reference']:.2f}, "
+            f"{slow['broker_errors']} errors",
+            "0 errors, ≥ 0.90",
+        ),
+        (
+            f"RSS over a {soak['seconds']} s soak",
+            f"{soak['rss_start_kib'] / 1024:.1f} → "
+            f"{soak['rss_end_kib'] / 1024:.1f} MiB ({soak['rss_growth']:+.1%})",
+            "< +10 %",
+        ),
+    ]
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(
+        f"{name:<{width}}  {value}   [target {target}]" for name, value, target in rows
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true", help="seconds, not minutes")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    result = run(SMOKE if args.smoke else FULL, args.out)
+    print(table(result))
+    print(f"\nwrote {args.out / 'result.json'} and {args.out / 'chart.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""The benchmark in smoke mode: it runs end to end and writes its JSON and chart.
+(How fast is the benchmark's business, not the test suite's.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).parent / "bench" / "run.py"
+
+
+def test_benchmark_smoke_run_writes_result_and_chart(tmp_path: Path) -> None:
+    """`run.py --smoke` measures every figure and writes result.json and chart.png."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "result.json").read_text())
+    for key in (
+        "throughput_ratio",
+        "added_latency_ms",
+        "redis_per_mint",
+        "redis_bytes_per_user",
+        "policies",
+        "slow_upstream",
+        "soak",
+    ):
+        assert key in result
+    assert result["slow_upstream"]["broker_errors"] == 0
+    assert 0.9 < result["redis_per_mint"]["round_trips_before_upstream"] < 1.2
+    assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Redis memory per active user" in done.stdout
