@@ -61,7 +61,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "tb"
     redis_timeout: float = 1.0
-    redis_max_connections: int = 16
+    redis_max_connections: int = 1024
     redis_cluster: bool = False
     redis_ca_file: Path | None = None
     redis_cert_file: Path | None = None
@@ -346,7 +346,7 @@ def settings_from_dict(
         redis_url=env.get("REDIS_URL") or str(redis.get("url", "redis://127.0.0.1:6379/0")),
         redis_prefix=r.typed(redis, "prefix", "redis.prefix", str, "tb"),
         redis_timeout=r.duration(redis, "timeout", "redis.timeout", 1.0),
-        redis_max_connections=r.typed(redis, "max_connections", "redis.max_connections", int, 16),
+        redis_max_connections=r.typed(redis, "max_connections", "redis.max_connections", int, 1024),
         redis_cluster=r.typed(redis, "cluster", "redis.cluster", bool, False)
         or env.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),
         redis_ca_file=_relative(redis.get("ca_file"), base_dir),
