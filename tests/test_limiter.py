@@ -130,6 +130,19 @@ class TestRedisLimiter:
         assert len(keys) == 1
         assert "global" not in keys[0]
 
+    async def test_batched_concurrent_charges_and_script_flush(
+        self, client: aioredis.Redis, prefix: str
+    ) -> None:
+        """Concurrent charges (pipelined together) each get their own exact answer, and a
+        flushed script cache (as after a Redis restart) is reloaded transparently."""
+        limiter = RedisLimiter(client, prefix)
+        one = rule(1, "1m")
+        first = await asyncio.gather(*(limiter.charge(f"u{i % 25}", [one], []) for i in range(50)))
+        assert sum(c.allowed for c in first) == 25
+        await client.script_flush()
+        again = await asyncio.gather(*(limiter.charge(f"v{i}", [one], []) for i in range(10)))
+        assert all(c.allowed for c in again)
+
     async def test_memory_limiter_agrees(self) -> None:
         """The in-process limiter admits the same sequence as the Redis one."""
         assert await charge_n(MemoryLimiter(), 7, rule(5, "1m")) == [True] * 5 + [False] * 2

@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 from .limits import LimitRule
+from .script_batcher import ScriptBatcher
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +130,11 @@ class RedisLimiter:
         self._prefix = prefix
         self._cluster = cluster
         source = resources.files(__package__).joinpath("gcra.lua").read_text()
-        self._script = client.register_script(source)
+        # Calls of one loop turn share a round trip; on a cluster each key has its own
+        # node, so there every call goes on its own.
+        script = client.register_script(source)
+        batcher = ScriptBatcher(client, source)
+        self._call = (lambda keys, args: script(keys=keys, args=args)) if cluster else batcher
 
     def _groups(self, plan: Plan) -> list[Plan]:
         """Script calls for a plan: one, or on a cluster one per key (user first)."""
@@ -143,7 +148,7 @@ class RedisLimiter:
         args: list[str | int] = [mode]
         for _, key, name, rule in plan:
             args += [keys.index(key) + 1, name, rule.interval_us, rule.burst]
-        reply = [int(x) for x in await self._script(keys=keys, args=args)]
+        reply = [int(x) for x in await self._call(keys, args)]
         windows = [
             Window(scope, rule, max(0, reply[2 + 2 * i]), reply[3 + 2 * i])
             for i, (scope, _, _, rule) in enumerate(plan)
