@@ -29,9 +29,10 @@ function done(summary, latency, requests)
   local non200 = summary.errors.status
   io.write(string.format("JSON {\"requests\": %d, \"non2xx\": %d, \"rps\": %.1f, " ..
     "\"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"mean_ms\": %.3f, " ..
-    "\"socket_errors\": %d}\n",
+    "\"socket_errors\": %d, \"connect_errors\": %d, \"timeouts\": %d}\n",
     summary.requests, non200, summary.requests / (summary.duration / 1e6),
     latency:percentile(50) / 1000, latency:percentile(90) / 1000,
     latency:percentile(99) / 1000, latency.mean / 1000,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.connect, summary.errors.timeout))
 end

@@ -389,6 +389,10 @@ def run(plan: Plan, out: Path) -> dict[str, Any]:
             "broker_rps": slow_runs["broker"]["rps"],
             "floor_rps": slow_runs["floor"]["rps"],
             "broker_errors": slow_runs["broker"]["non2xx"] + slow_runs["broker"]["socket_errors"],
+            "broker_non2xx": slow_runs["broker"]["non2xx"],
+            "client_socket_errors": {
+                k: slow_runs["broker"][k] for k in ("socket_errors", "connect_errors", "timeouts")
+            },
             "broker_vs_reference": round(slow_runs["broker"]["rps"] / reference, 3),
         }
 
