@@ -17,8 +17,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .policy_store import STORE_ERRORS
-
 log = logging.getLogger("tokenbroker.audit")
 FIELDS = ("user", "policy", "model", "voice", "outcome", "request_id", "ip", "user_agent")
 
@@ -71,9 +69,12 @@ class RedisAudit:
                     for entry in batch:
                         pipe.xadd(self.key, entry, maxlen=self._max_entries, approximate=True)
                     await pipe.execute()
-            except STORE_ERRORS as exc:
-                log.warning("audit write failed (%s); %d entries wait", type(exc).__name__,
-                            len(self._pending))  # fmt: skip
+            except Exception as exc:  # keep the entries, retry, stay alive
+                log.warning(
+                    "audit write failed (%s); %d entries wait",
+                    type(exc).__name__,
+                    len(self._pending),
+                )
                 await asyncio.sleep(retry_pause)
                 continue
             for _ in batch:  # only this task removes entries, so these are the batch

@@ -16,6 +16,8 @@ the app turns it into OpenAI's error envelope with :func:`error_body`.
     ├── UpstreamFailed         502 upstream_error
     │   └── UpstreamTimeout    504
     └── Unavailable            503 unavailable (store down, upstream rate limited)
+
+    InvalidDocument (ValueError): a settings or policy file with every problem named.
 """
 
 from __future__ import annotations
@@ -114,6 +116,20 @@ class UpstreamTimeout(UpstreamFailed):
 class Unavailable(BrokerError):
     status = 503
     type = "unavailable"
+
+
+class InvalidDocument(ValueError):
+    """A configuration or policy document is invalid: one ``path: reason`` line per problem.
+
+    Raised before anything serves (settings) or before a document is adopted (policies);
+    never a reply by itself (the admin API wraps it as a 400 ``invalid_policy``).
+    """
+
+    what = "document"
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__(f"invalid {self.what}:\n" + "\n".join(f"  {e}" for e in errors))
+        self.errors = errors
 
 
 def error_body(status_type: str, code: str, message: str, param: str | None) -> bytes:

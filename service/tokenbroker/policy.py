@@ -11,16 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import session_schema as ref
-from .errors import InvalidRequest
+from .errors import InvalidDocument, InvalidRequest
 from .limits import LimitRule, parse_duration
 
 
-class PolicyError(ValueError):
-    """A policy document is invalid; ``errors`` has one ``path: reason`` line per problem."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("invalid policy document:\n" + "\n".join(f"  {e}" for e in errors))
-        self.errors = errors
+class PolicyError(InvalidDocument):
+    what = "policy document"
 
 
 @dataclass(frozen=True, slots=True)

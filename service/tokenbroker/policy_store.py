@@ -235,10 +235,13 @@ class PolicyCache:
         return True
 
     async def _refresh_quietly(self) -> None:
+        # This task must outlive any error: a dead refresher would freeze the policies.
         try:
             await self.refresh()
         except STORE_ERRORS as exc:
             log.warning("policy refresh failed: %s", type(exc).__name__)
+        except Exception:
+            log.exception("policy refresh failed unexpectedly")
 
     async def poll(self) -> None:
         while True:
@@ -249,8 +252,9 @@ class PolicyCache:
         while True:
             try:
                 await self.store.wait_for_change()
-            except STORE_ERRORS:
-                await asyncio.sleep(self._interval)  # the poll covers the gap
+            except Exception as exc:  # never let the listener die; poll covers
+                log.warning("policy notifications lost (%s); polling", type(exc).__name__)
+                await asyncio.sleep(self._interval)
                 continue
             await self._refresh_quietly()
 

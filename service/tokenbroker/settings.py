@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .errors import InvalidDocument
 from .jwks import JwksSettings
 from .limits import parse_duration
 
@@ -22,10 +23,8 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA", "HS
 FAIL_MODES = ("closed", "open", "local")
 
 
-class SettingsError(ValueError):
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("invalid configuration:\n" + "\n".join(f"  {e}" for e in errors))
-        self.errors = errors
+class SettingsError(InvalidDocument):
+    what = "configuration"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,9 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-sys.path.insert(0, str(ROOT / "service"))
+sys.path[:0] = [str(ROOT / "service"), str(ROOT / "tests")]
 
+from servers import free_port  # noqa: E402
 from tokenbroker.devtokens import sign_token  # noqa: E402
 
 SECRET = "bench-hs256-secret-0123456789abcdef-0123"
@@ -71,12 +72,6 @@ SMOKE = Plan(
     many_policies=10,
     many_assignments=100,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:
