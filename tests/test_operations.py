@@ -207,7 +207,8 @@ class TestAudit:
         tmp_path: Path,
     ) -> None:
         """200 concurrent mints give exactly 200 matching entries; `audit tail` reads them."""
-        own = start_broker()
+        prefix = f"aud{uuid.uuid4().hex[:6]}"
+        own = start_broker(redis={"url": redis_server.url, "prefix": prefix})
         ids = [f"audit-{i}-{uuid.uuid4().hex[:6]}" for i in range(200)]
         async with httpx.AsyncClient(timeout=30) as client:
             replies = await asyncio.gather(
@@ -227,12 +228,9 @@ class TestAudit:
         assert all(reply.status_code == 200 for reply in replies)
         store = redis.Redis.from_url(redis_server.url)
 
-        def full_stream() -> bytes | None:  # written in batches, after the replies
-            return next((k for k in store.scan_iter("*:audit") if store.xlen(k) >= 200), None)
-
-        await asyncio.to_thread(until, lambda: full_stream() is not None)
-        key = full_stream()
-        assert key is not None
+        key = f"{prefix}:audit".encode()
+        # written in batches, after the replies
+        await asyncio.to_thread(until, lambda: store.xlen(key) >= 200)
         rows: Any = store.xrange(key)
         entries = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in rows]
         mine = [e for e in entries if e["request_id"] in set(ids)]
@@ -242,7 +240,6 @@ class TestAudit:
         } == {("minted", "standard", "ash", "audit-test/1", "127.0.0.1")}
 
         config = tmp_path / "ops.yaml"
-        prefix = key.decode().removesuffix(":audit")
         config.write_text(
             json.dumps(
                 {
