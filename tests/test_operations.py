@@ -168,6 +168,7 @@ def test_sigterm_drains_in_flight_mints(start_broker: StartBroker, upstream: Fak
 def test_metrics_parse_and_count(start_broker: StartBroker, upstream: FakeUpstream) -> None:
     """/metrics is valid Prometheus text and its counters match the requests sent."""
     own = start_broker()
+    upstream.control(faults=["503"])  # the first mint succeeds on its second attempt
     for i in range(4):
         assert mint(own, make_token(f"m-{i}")).status_code == 200
     mint(own, make_token("m-x", plan="suspended"))
@@ -194,6 +195,7 @@ def test_metrics_parse_and_count(start_broker: StartBroker, upstream: FakeUpstre
     assert samples[("tokenbroker_mint_duration_seconds_count", ())] == 6
     assert samples[("tokenbroker_limiter_decisions_total", (("decision", "allowed"),))] == 4
     assert samples[("tokenbroker_upstream_duration_seconds_count", (("result", "ok"),))] == 4
+    assert samples[("tokenbroker_upstream_retries_total", ())] == 1
     assert samples[("tokenbroker_policy_version", ())] >= 1
     assert "m-1" not in text and "user" not in {k for _, labels in samples for k, _ in labels}
 

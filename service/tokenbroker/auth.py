@@ -123,9 +123,6 @@ class Authenticator:
         self._max_lifetime = settings.max_token_lifetime
         self._max_bytes = settings.max_token_bytes
 
-    def jwks_caches(self) -> list[JwksCache]:
-        return [p._jwks for p in self._providers.values() if p._jwks is not None]
-
     async def verify(self, token: str) -> Identity:
         if len(token) > self._max_bytes:
             raise AuthenticationFailed("invalid_token", f"token longer than {self._max_bytes}")

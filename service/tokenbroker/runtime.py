@@ -66,9 +66,11 @@ def _initial_policies(settings: Settings) -> str | None:
     return settings.policies_file.read_text() if settings.policies_file else None
 
 
-def _upstream(settings: Settings, http: httpx.AsyncClient, key: str | None) -> Upstream:
+def _upstream(
+    settings: Settings, metrics: Metrics, http: httpx.AsyncClient, key: str | None
+) -> Upstream:
     policy = UpstreamPolicy(deadline=settings.upstream_timeout, retries=settings.upstream_retries)
-    return Upstream(http, key, policy, settings.upstream_headers)
+    return Upstream(http, key, policy, settings.upstream_headers, metrics.upstream_retries.inc)
 
 
 def _broker(
@@ -117,7 +119,7 @@ async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[R
         settings.audit_max_entries,
         on_fate=lambda fate, n: metrics.audit.labels(fate).inc(n),
     )
-    upstream = _upstream(settings, http, settings.upstream_api_key)
+    upstream = _upstream(settings, metrics, http, settings.upstream_api_key)
     broker = _broker(settings, metrics, http, cache, guarded, upstream, audit)
     runtime = Runtime(broker, settings, Operations(store, limiter, audit), ping)
     runtime.start(cache.run(initial), audit.run())
@@ -147,7 +149,7 @@ async def memory_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[
     await cache.bootstrap(_initial_policies(settings))
     limiter = MemoryLimiter()
     audit = MemoryAudit()
-    upstream = _upstream(settings, http, DEV_API_KEY)
+    upstream = _upstream(settings, metrics, http, DEV_API_KEY)
     broker = _broker(settings, metrics, http, cache, limiter, upstream, audit)
     runtime = Runtime(broker, settings, Operations(store, limiter, audit))
     runtime.start(cache.listen())

@@ -15,7 +15,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -121,12 +121,13 @@ class Upstream:
         api_key: str | None,
         policy: UpstreamPolicy | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        on_retry: Callable[[], None] = lambda: None,
     ) -> None:
         self._client = client
         self._headers = {"Authorization": f"Bearer {api_key or ''}", **(extra_headers or {})}
         self._policy = policy or UpstreamPolicy()
         self.breaker = CircuitBreaker(self._policy.breaker_threshold, self._policy.breaker_reset)
-        self.retries = 0  # counted for metrics
+        self._on_retry = on_retry
 
     async def create_session(self, config: dict[str, object]) -> Minted:
         if not self.breaker.allow():
@@ -163,7 +164,7 @@ class Upstream:
                 if attempt >= self._policy.retries or time.monotonic() + pause >= deadline:
                     raise retry.final from None
                 attempt += 1
-                self.retries += 1
+                self._on_retry()
                 await asyncio.sleep(pause)
 
     async def _attempt(self, body: str) -> Minted:
