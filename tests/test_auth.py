@@ -180,6 +180,14 @@ def hostile_cases(keys: dict[str, SigningKey], attacker_url: str) -> list[tuple[
         ("wrong audience", forge(HS, claims(aud="someone-else")), "invalid_token"),
         ("no audience", forge(HS, claims(aud=None)), "invalid_token"),
         ("audience of the wrong type", forge(HS, claims(aud=42)), "invalid_token"),
+        ("audience list with a non-string", forge(HS, claims(aud=[AUDIENCE, 5])),
+         "invalid_token"),
+        ("audience list without ours", forge(HS, claims(aud=["a", "b"])), "invalid_token"),
+        ("jti not a string", forge(HS, claims(jti=7)), "invalid_token"),
+        ("expired and wrongly signed",
+         forge(HS, claims(iat=NOW - 7200, exp=NOW - 3600), key="another-secret-of-length-0123"),
+         "invalid_token"),
+        ("truncated signature", f"{head}.{body}.{sig[:-6]}", "invalid_token"),
         ("empty user id", forge(HS, claims(sub="")), "invalid_token"),
         ("blank user id", forge(HS, claims(sub="   ")), "invalid_token"),
         ("user id not a string", forge(HS, claims(sub=42)), "invalid_token"),
@@ -290,3 +298,35 @@ def test_config_refuses_dangerous_providers(tmp_path: Path) -> None:
         "auth.providers[1].jwks_url: must be https:// (http only for loopback)",
         "auth.providers[2]: set exactly one of hs256_secret_env, pem_file, jwks_url",
     ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"iat": NOW - 700, "exp": NOW - 10}, None),  # expired 10 s ago: inside 30 s leeway
+        ({"iat": NOW - 700, "exp": NOW - 60}, "token_expired"),
+        ({"nbf": NOW + 10}, None),  # valid in 10 s: inside the leeway
+        ({"nbf": NOW + 60}, "invalid_token"),
+        ({"aud": ["other", AUDIENCE]}, None),
+    ],
+)
+async def test_leeway_and_audience_lists(
+    tmp_path: Path, overrides: dict[str, Any], code: str | None
+) -> None:
+    from tokenbroker.auth import Authenticator
+    from tokenbroker.errors import AuthenticationFailed
+    from tokenbroker.settings import settings_from_dict
+
+    provider = {"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": ["HS256"],
+                "hs256_secret_env": "SECRET"}  # fmt: skip
+    settings = settings_from_dict(
+        {"auth": {"providers": [provider], "leeway": "30s"}}, {"SECRET": JWT_SECRET}, tmp_path
+    )
+    token = forge(HS, claims(**overrides))
+    authenticator = Authenticator(settings)
+    if code is None:
+        assert (await authenticator.verify(token)).user_id == "mallory"
+    else:
+        with pytest.raises(AuthenticationFailed) as caught:
+            await authenticator.verify(token)
+        assert caught.value.code == code

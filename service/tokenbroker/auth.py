@@ -1,12 +1,14 @@
 """End-user authentication: verify the bearer JWT and say who the user is.
 
-Order matters. The token is size-checked and strictly parsed (no duplicate keys, no
-numeric strings); its ``iss`` picks the provider before any key is touched; the header
-may not bring its own key (``jwk``, ``jku``, ``x5u``, ``x5c``) or extensions (``crit``);
-the algorithm must be in the provider's allowlist *and* fit the key's type; only then
-does PyJWT verify the signature and registered claims, after which the service checks
-what PyJWT does not (claim types, lifetime, user id, required claims). Failures raise
-AuthenticationFailed: a generic message for the client, the precise ``reason`` for the log.
+Order matters. The token is size-checked and strictly parsed once (no duplicate keys,
+no numeric strings); its ``iss`` picks the provider before any key is touched; the
+header may not bring its own key (``jwk``, ``jku``, ``x5u``, ``x5c``) or extensions
+(``crit``); the algorithm must be in the provider's allowlist *and* fit the key's type;
+only then is the signature checked, by PyJWT's implementation of that algorithm over the
+bytes that were parsed (no second parse), and after it the registered claims (``exp``,
+``nbf``, ``aud``; the issuer already matched), then required claims and the user id.
+Failures raise AuthenticationFailed: a generic message for the client, the precise
+``reason`` for the log.
 """
 
 from __future__ import annotations
@@ -17,19 +19,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from jwt.algorithms import Algorithm, get_default_algorithms
+from jwt.exceptions import InvalidKeyError
 from prometheus_client import Counter
 
 from .errors import AuthenticationFailed, InvalidRequest
 from .jwks import JwksCache, JwksUnavailable
-from .jwt_parse import MalformedToken, numeric_date, read_token
+from .jwt_parse import MalformedToken, UnverifiedToken, numeric_date, read_token
 from .settings import ProviderSettings, Settings
 
 _FORBIDDEN_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit")
 _MAX_USER_ID = 256
 _CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1}
+_ALGORITHMS: dict[str, Algorithm] = get_default_algorithms()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,11 @@ def key_fits(alg: str, key: Any) -> bool:
     return False
 
 
+def signature_valid(alg: str, prepared_key: Any, token: UnverifiedToken) -> bool:
+    """PyJWT's implementation of ``alg`` checks the signature over the signing input."""
+    return bool(_ALGORITHMS[alg].verify(token.signing_input, prepared_key, token.signature))
+
+
 class _Provider:
     def __init__(self, settings: ProviderSettings, jwks: JwksCache | None) -> None:
         self.settings = settings
@@ -80,6 +89,16 @@ class _Provider:
         self._static: Any = settings.hs256_secret
         if settings.pem_file is not None:
             self._static = load_pem_public_key(settings.pem_file.read_bytes())
+        self.audiences = frozenset(settings.audiences)
+        self._prepared: dict[str, Any] = {}
+
+    def prepared(self, alg: str, key: Any) -> Any:
+        """``key`` as PyJWT's ``alg`` wants it; the configured key is prepared only once."""
+        if key is not self._static:
+            return _ALGORITHMS[alg].prepare_key(key)
+        if alg not in self._prepared:
+            self._prepared[alg] = _ALGORITHMS[alg].prepare_key(key)
+        return self._prepared[alg]
 
     async def key(self, kid: str | None) -> Any:
         if self._jwks is None:
@@ -148,26 +167,38 @@ class Authenticator:
         if not key_fits(alg, key):
             raise AuthenticationFailed("invalid_token", f"alg {alg} does not fit the key")
         try:
-            jwt.decode(
-                token,
-                key,
-                algorithms=[alg],
-                audience=list(provider.settings.audiences) or None,
-                issuer=provider.settings.issuer,
-                leeway=self._leeway,
-                options={
-                    "require": ["exp", "iss"],
-                    "verify_aud": bool(provider.settings.audiences),
-                },
-            )
-        except jwt.ExpiredSignatureError:
-            raise AuthenticationFailed("token_expired", "token expired") from None
-        except jwt.PyJWTError as exc:
-            raise AuthenticationFailed("invalid_token", f"{type(exc).__name__}: {exc}") from None
+            prepared = provider.prepared(alg, key)
+        except InvalidKeyError:
+            raise AuthenticationFailed("invalid_token", f"key unusable for {alg}") from None
+        if not signature_valid(alg, prepared, unverified):
+            raise AuthenticationFailed("invalid_token", "signature verification failed")
+        self._check_claims(provider, claims)
         return Identity(self._user_id(provider.settings, claims), provider.settings.name, claims)
 
+    def _check_claims(self, provider: _Provider, claims: dict[str, Any]) -> None:
+        """After the signature: expiry, not-before, audience (what ``jwt.decode`` checks)."""
+        now = time.time()
+        exp, nbf = claims["exp"], claims.get("nbf")  # numbers: checked by _check_times
+        if exp <= now - self._leeway:
+            raise AuthenticationFailed("token_expired", "token expired")
+        if nbf is not None and nbf > now + self._leeway:
+            raise AuthenticationFailed("invalid_token", "token not yet valid (nbf)")
+        for name in ("sub", "jti"):
+            if name in claims and not isinstance(claims[name], str):
+                raise AuthenticationFailed("invalid_token", f"{name} is not a string")
+        if not provider.audiences:
+            return
+        aud = claims.get("aud")
+        values = [aud] if isinstance(aud, str) else aud
+        if (
+            not isinstance(values, list)
+            or not all(isinstance(value, str) for value in values)
+            or provider.audiences.isdisjoint(values)
+        ):
+            raise AuthenticationFailed("invalid_token", "audience mismatch or missing")
+
     def _check_times(self, claims: dict[str, Any]) -> None:
-        """Types and bounds PyJWT does not enforce: numbers only, bounded lifetime."""
+        """Before any key is used: numbers only, not issued in the future, bounded lifetime."""
         try:
             exp = numeric_date(claims, "exp")
             iat = numeric_date(claims, "iat")

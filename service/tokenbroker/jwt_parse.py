@@ -1,8 +1,11 @@
 """Strict reading of a compact JWS before any key is used (closes gaps PyJWT leaves open).
 
-PyJWT accepts duplicate JSON keys (last one wins), numeric strings for ``iat``/``nbf``
-and booleans where numbers belong. This module reads the header and payload itself so
-the service can refuse such tokens before verification.
+PyJWT's ``jwt.decode`` accepts duplicate JSON keys (last one wins), numeric strings for
+``iat``/``nbf`` and booleans where numbers belong. This module reads the header and
+payload itself so the service can refuse such tokens before verification, and keeps the
+signing input and signature so the token is parsed once: the signature is then checked
+by PyJWT's algorithm implementation (``auth.py``), not by a second parse in
+``jwt.decode``.
 """
 
 from __future__ import annotations
@@ -42,16 +45,24 @@ def _segment(text: str, what: str) -> dict[str, Any]:
 class UnverifiedToken:
     header: dict[str, Any]
     claims: dict[str, Any]
+    signing_input: bytes  # what the signature covers: "<header>.<payload>" as sent
+    signature: bytes
 
 
 def read_token(token: str) -> UnverifiedToken:
-    """Header and claims of a compact JWS, strictly parsed but NOT verified."""
+    """Header, claims and signature of a compact JWS, strictly parsed but NOT verified."""
     parts = token.split(".")
     if len(parts) != 3 or not all(parts):
         raise MalformedToken("not three non-empty segments")
-    if not _SEGMENT.match(parts[2]):
+    header, payload, signature = parts
+    if not _SEGMENT.match(signature) or len(signature) % 4 == 1:
         raise MalformedToken("signature is not base64url")
-    return UnverifiedToken(_segment(parts[0], "header"), _segment(parts[1], "payload"))
+    return UnverifiedToken(
+        _segment(header, "header"),
+        _segment(payload, "payload"),
+        f"{header}.{payload}".encode("ascii"),
+        base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)),
+    )
 
 
 def numeric_date(claims: dict[str, Any], name: str) -> float | None:

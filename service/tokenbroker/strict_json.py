@@ -17,6 +17,10 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
+
 def loads(raw: bytes | str) -> Any:
-    """Parse JSON strictly; ValueError (or RecursionError for absurd nesting) otherwise."""
-    return json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    """Parse JSON (UTF-8 when bytes) strictly; ValueError (UnicodeDecodeError included) or
+    RecursionError for absurd nesting otherwise. One decoder serves every call."""
+    return _DECODER.decode(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
