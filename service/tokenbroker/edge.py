@@ -8,9 +8,9 @@ becomes a plain JSON 500 (the traceback goes to the log, never to the client).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,14 +29,14 @@ SECURITY_HEADERS = [
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
-    """The caller's X-Request-ID when it is sane, else a new one."""
+    """The caller's X-Request-ID when it is sane, else a new random one (128 bits, hex)."""
     for name, value in headers:
         if name == b"x-request-id":
             text = value.decode("latin-1")
             if _SANE_ID.match(text):
                 return text
             break
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
