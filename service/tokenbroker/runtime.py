@@ -117,6 +117,7 @@ async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[R
         client,
         f"{settings.redis_prefix}:audit",
         settings.audit_max_entries,
+        flush_interval=settings.audit_flush_interval,
         on_fate=lambda fate, n: metrics.audit.labels(fate).inc(n),
     )
     upstream = _upstream(settings, metrics, http, settings.upstream_api_key)

@@ -57,6 +57,7 @@ class Settings:
     shutdown_delay: float = 5.0  # keep serving (not ready) so load balancers stop sending
     shutdown_grace: float = 30.0  # then wait this long for in-flight mints
     audit_max_entries: int = 1_000_000
+    audit_flush_interval: float = 0.1  # entries gather this long, then go in one batch
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "tb"
     redis_timeout: float = 1.0
@@ -259,7 +260,7 @@ def settings_from_dict(
         ),
     )
     shutdown = r.section(raw, "shutdown", ("delay", "grace"))
-    audit = r.section(raw, "audit", ("max_entries",))
+    audit = r.section(raw, "audit", ("max_entries", "flush_interval"))
     redis = r.section(
         raw,
         "redis",
@@ -342,6 +343,7 @@ def settings_from_dict(
         shutdown_delay=r.duration(shutdown, "delay", "shutdown.delay", 5.0),
         shutdown_grace=r.duration(shutdown, "grace", "shutdown.grace", 30.0),
         audit_max_entries=r.typed(audit, "max_entries", "audit.max_entries", int, 1_000_000),
+        audit_flush_interval=r.duration(audit, "flush_interval", "audit.flush_interval", 0.1),
         redis_url=env.get("REDIS_URL") or str(redis.get("url", "redis://127.0.0.1:6379/0")),
         redis_prefix=r.typed(redis, "prefix", "redis.prefix", str, "tb"),
         redis_timeout=r.duration(redis, "timeout", "redis.timeout", 1.0),
