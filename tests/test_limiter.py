@@ -134,7 +134,8 @@ class TestRedisLimiter:
         self, client: aioredis.Redis, prefix: str
     ) -> None:
         """Concurrent charges (pipelined together) each get their own exact answer, and a
-        flushed script cache (as after a Redis restart) is reloaded transparently."""
+        flushed script cache (as after a Redis restart) is reloaded transparently, for a
+        batch and for a lone call (which goes without a pipeline)."""
         limiter = RedisLimiter(client, prefix)
         one = rule(1, "1m")
         first = await asyncio.gather(*(limiter.charge(f"u{i % 25}", [one], []) for i in range(50)))
@@ -142,6 +143,9 @@ class TestRedisLimiter:
         await client.script_flush()
         again = await asyncio.gather(*(limiter.charge(f"v{i}", [one], []) for i in range(10)))
         assert all(c.allowed for c in again)
+        await client.script_flush()
+        assert (await limiter.charge("lone", [one], [])).allowed
+        assert not (await limiter.charge("lone", [one], [])).allowed
 
     async def test_memory_limiter_agrees(self) -> None:
         """The in-process limiter admits the same sequence as the Redis one."""
