@@ -82,7 +82,7 @@ def connect(settings: Settings) -> Any:
     pool = aioredis.ConnectionPool(
         max_connections=settings.redis_max_connections, **{**options, **url_options}
     )
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # aclose() closes the pool too
 
 
 def connect_listener(settings: Settings) -> aioredis.Redis:
