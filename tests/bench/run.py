@@ -317,6 +317,11 @@ def median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
 
+def paired(a: list[float], b: list[float], *, ratio: bool) -> float:
+    """Median over rounds of a/b (or a - b) for measurements taken back to back."""
+    return median([x / y if ratio else x - y for x, y in zip(a, b, strict=True)])
+
+
 def run(plan: Plan, out: Path) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="tokenbroker-bench-"))
     bench = Bench(plan, workdir)
@@ -347,13 +352,15 @@ def run(plan: Plan, out: Path) -> dict[str, Any]:
         # CPU time of the server process per request at saturation: steadier than rates
         # on a shared machine, and it says where the difference comes from.
         result["cpu_us_per_request"] = {k: median(v) for k, v in cpu.items()}
-        result["throughput_ratio"] = round(
-            result["saturation_rps"]["broker"] / result["saturation_rps"]["floor"], 3
-        )
+        # Comparisons are paired: each round measures broker and floor back to back, so
+        # the median of the per-round ratios (differences) cancels the machine's drift.
+        result["throughput_ratio"] = paired(saturation["broker"], saturation["floor"], ratio=True)
         result["latency_one_connection_ms"] = lat
         result["added_latency_ms"] = {
-            p: round(lat["broker"][p] - lat["floor"][p], 3) for p in ("p50", "p99")
-        }
+            p: paired([r[f"{p}_ms"] for r in single["broker"]],
+                      [r[f"{p}_ms"] for r in single["floor"]], ratio=False)
+            for p in ("p50", "p99")
+        }  # fmt: skip
 
         before = redis_stats(bench.redis_url)
         counted = bench.wrk(broker, tokens, 16, plan.seconds)
@@ -384,7 +391,7 @@ def run(plan: Plan, out: Path) -> dict[str, Any]:
             "cpu_us_per_request": {k: median([c for _, c in v]) for k, v in runs.items()},
             "one_policy_rps": median(one_rps),
             f"{plan.many_policies}_policies_{plan.many_assignments}_users_rps": median(many_rps),
-            "ratio": round(median(many_rps) / median(one_rps), 3),
+            "ratio": paired(many_rps, one_rps, ratio=True),
         }
         broker_many.stop()
         bench.servers.remove(broker_many)
