@@ -5,7 +5,7 @@ and drives them with wrk (a separate, efficient load generator) using many users
 pre-signed JWTs. Broker and floor alternate in rounds; medians are reported. Writes
 ``result.json`` and ``chart.png`` into ``--out`` and prints a table.
 
-    python3 tests/bench/run.py              # the full run (about 6 minutes)
+    python3 tests/bench/run.py              # the full run (about 7 minutes)
     python3 tests/bench/run.py --smoke      # seconds: checks that it works, not how fast
 """
 
