@@ -162,7 +162,7 @@ class Authenticator:
             raise AuthenticationFailed("invalid_token", f"alg {alg!r} not allowed")
         if kid is not None and not isinstance(kid, str):
             raise AuthenticationFailed("invalid_token", "kid is not a string")
-        self._check_times(claims)
+        exp, nbf = self._check_times(claims)
         key = await provider.key(kid)
         if not key_fits(alg, key):
             raise AuthenticationFailed("invalid_token", f"alg {alg} does not fit the key")
@@ -172,13 +172,14 @@ class Authenticator:
             raise AuthenticationFailed("invalid_token", f"key unusable for {alg}") from None
         if not signature_valid(alg, prepared, unverified):
             raise AuthenticationFailed("invalid_token", "signature verification failed")
-        self._check_claims(provider, claims)
+        self._check_claims(provider, claims, exp, nbf)
         return Identity(self._user_id(provider.settings, claims), provider.settings.name, claims)
 
-    def _check_claims(self, provider: _Provider, claims: dict[str, Any]) -> None:
+    def _check_claims(
+        self, provider: _Provider, claims: dict[str, Any], exp: float, nbf: float | None
+    ) -> None:
         """After the signature: expiry, not-before, audience (what ``jwt.decode`` checks)."""
         now = time.time()
-        exp, nbf = claims["exp"], claims.get("nbf")  # numbers: checked by _check_times
         if exp <= now - self._leeway:
             raise AuthenticationFailed("token_expired", "token expired")
         if nbf is not None and nbf > now + self._leeway:
@@ -197,8 +198,9 @@ class Authenticator:
         ):
             raise AuthenticationFailed("invalid_token", "audience mismatch or missing")
 
-    def _check_times(self, claims: dict[str, Any]) -> None:
-        """Before any key is used: numbers only, not issued in the future, bounded lifetime."""
+    def _check_times(self, claims: dict[str, Any]) -> tuple[float, float | None]:
+        """Before any key is used: numbers only, not issued in the future, bounded lifetime.
+        Returns ``exp`` and ``nbf`` for the checks after the signature."""
         try:
             exp = numeric_date(claims, "exp")
             iat = numeric_date(claims, "iat")
@@ -213,6 +215,7 @@ class Authenticator:
         start = max(x for x in (iat, nbf, now - self._max_lifetime) if x is not None)
         if exp - start > self._max_lifetime + self._leeway or exp - now > self._max_lifetime:
             raise AuthenticationFailed("invalid_token", "token lifetime exceeds the maximum")
+        return exp, nbf
 
     def _user_id(self, provider: ProviderSettings, claims: Mapping[str, Any]) -> str:
         for name, accepted in provider.required_claims.items():

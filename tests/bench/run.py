@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path[:0] = [str(ROOT / "service"), str(ROOT / "tests")]
 
-from servers import free_port  # noqa: E402
+from servers import RedisServer, free_port  # noqa: E402
 from tokenbroker.devtokens import sign_token  # noqa: E402
 
 SECRET = "bench-hs256-secret-0123456789abcdef-0123"
@@ -131,31 +131,16 @@ class Bench:
     def __init__(self, plan: Plan, workdir: Path) -> None:
         self.plan, self.workdir = plan, workdir
         self.servers: list[Server] = []
-        self.redis_port = free_port()
-        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.store = RedisServer(workdir)  # the test suite's redis-server helper
+        self.redis_url = self.store.url
 
     def start(self, name: str, argv: list[str], **kwargs: Any) -> Server:
         server = Server(name, argv, kwargs.pop("port", None) or free_port(), self.workdir, **kwargs)
         self.servers.append(server)
         return server
 
-    def redis(self) -> Server:
-        return self.start(
-            "redis",
-            [
-                "redis-server",
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            port=self.redis_port,
-            health="tcp",
-        )
+    def redis(self) -> None:
+        self.store.start()
 
     def fake(self, name: str, latency_ms: int = 0) -> Server:
         port = free_port()
@@ -261,6 +246,7 @@ class Bench:
     def stop(self) -> None:
         for server in reversed(self.servers):
             server.stop()
+        self.store.stop()
 
 
 def policies_file(path: Path, count: int, assignments: int) -> Path:
