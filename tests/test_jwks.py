@@ -9,8 +9,7 @@ import httpx
 import pytest
 
 from jwks_server import JwksServer, SigningKey, new_key
-from tokenbroker.jwks import JwksCache, JwksSettings, JwksUnavailable
-from tokenbroker.upstream import make_client
+from tokenbroker.jwks import JwksCache, JwksSettings, JwksUnavailable, make_jwks_client
 
 SETTINGS = JwksSettings(ttl=600, min_ttl=60, max_ttl=3600, cooldown=30, max_stale=7200)
 
@@ -37,8 +36,8 @@ def keys() -> dict[str, SigningKey]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    """The broker's own shared client (aiohttp transport), as JWKS fetches use it."""
-    async with make_client("http://upstream.invalid", connect_timeout=5, timeout=5) as http:
+    """The broker's own JWKS client."""
+    async with make_jwks_client() as http:
         yield http
 
 

@@ -285,6 +285,7 @@ class TestUpstreamFailures:
             ("no_secret", 502, "upstream_invalid_response"),
             ("429", 503, "upstream_rate_limited"),
             ("hang", 504, "upstream_timeout"),
+            ("307", 502, "upstream_error"),  # redirects are not followed (the key stays put)
         ],
     )
     def test_each_fault_maps_to_its_status(

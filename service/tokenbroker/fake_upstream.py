@@ -72,6 +72,8 @@ async def _fault(name: str) -> Response | None:
     if name.isdigit():
         status = int(name)
         headers = {"Retry-After": "7"} if status == 429 else None
+        if 300 <= status < 400:  # back to this endpoint: a client that follows gets a 200
+            headers = {"Location": "/v1/realtime/sessions"}
         response = _error(status, "server_error", f"fake_{status}", f"Injected {status}.")
         if headers:
             response.headers.update(headers)

@@ -61,6 +61,12 @@ def _keys_from(document: Any) -> dict[str | None, Any]:
     return keys
 
 
+def make_jwks_client() -> httpx.AsyncClient:
+    """The client JWKS fetches share: documents are cached, so httpx's own transport is
+    plenty (the upstream call has its own, faster client)."""
+    return httpx.AsyncClient(headers={"User-Agent": "tokenbroker"}, follow_redirects=False)
+
+
 class JwksCache:
     def __init__(
         self,

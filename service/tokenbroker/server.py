@@ -9,9 +9,13 @@ and the process exits 0. A second signal skips the delay.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import signal
+import socket
 import threading
+from collections.abc import AsyncIterator
 from types import FrameType
 from typing import Any
 
@@ -71,3 +75,26 @@ def run(app: Any, host: str, port: int, *, delay: float = 0.0, grace: float | No
         DrainingServer(config, app, delay).run()
     else:  # pragma: no cover
         uvicorn.Server(config).run()
+
+
+@contextlib.asynccontextmanager
+async def serve_in_thread(app: Any, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve ``app`` from a thread of this process on a free port of ``host``; yields its URL.
+
+    The socket listens before the thread starts, so callers can connect at once (the
+    kernel queues connections until the thread's loop accepts them). ``tokenbroker dev``
+    serves its fake upstream this way, so it goes through the same client as production.
+    """
+    sock = socket.create_server((host, 0))
+    config = uvicorn.Config(app, loop="asyncio", log_config=None, lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"serve-{host}", daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.to_thread(thread.join)
+        sock.close()

@@ -12,28 +12,30 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from yarl import URL
 
 from tokenbroker.server import run
-from tokenbroker.upstream import make_client
+from tokenbroker.upstream import make_session
 
 
 def create_floor(upstream_url: str, api_key: str) -> Starlette:
     headers = {"Authorization": f"Bearer {api_key}"}
+    url = URL(f"{upstream_url}/realtime/sessions")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with make_client(upstream_url, connect_timeout=2, timeout=10) as client:
+        async with make_session(connect_timeout=2, timeout=10) as client:
             app.state.client = client
             yield
 
     async def mint(request: Request) -> Response:
         body = await request.body()
-        reply = await request.app.state.client.post(
-            "/realtime/sessions", content=body or b"{}", headers=headers
-        )
-        session = json.loads(reply.content)
+        async with request.app.state.client.post(
+            url, data=body or b"{}", headers=headers, allow_redirects=False
+        ) as reply:
+            status, session = reply.status, json.loads(await reply.read())
         out = {"client_secret": session["client_secret"], "model": session["model"]}
-        return Response(json.dumps(out), reply.status_code, media_type="application/json")
+        return Response(json.dumps(out), status, media_type="application/json")
 
     return Starlette(
         routes=[Route("/v1/realtime/sessions", mint, methods=["POST"])], lifespan=lifespan
