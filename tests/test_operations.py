@@ -19,7 +19,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import FakeUpstream, StartBroker, make_token
-from servers import RedisServer, TokenbrokerServer
+from servers import RedisServer, TokenbrokerServer, free_port
 
 SESSIONS = "/v1/realtime/sessions"
 
@@ -125,6 +125,25 @@ def test_organization_and_project_headers(
     assert mint(own, make_token("org-user")).status_code == 200
     [received] = upstream.received()
     assert (received["organization"], received["project"]) == ("org-123", "proj_456")
+
+
+@pytest.mark.parametrize("bypassed", [False, True])
+def test_proxy_from_the_environment(
+    start_broker: StartBroker,
+    upstream: FakeUpstream,
+    fake_upstream_server: TokenbrokerServer,
+    bypassed: bool,
+) -> None:
+    """http_proxy carries the upstream call (here the "proxy" is the fake upstream itself,
+    asked for an unresolvable host); no_proxy exempts a host (the proxy named is dead)."""
+    if bypassed:
+        env = {"http_proxy": f"http://127.0.0.1:{free_port()}", "no_proxy": "127.0.0.1"}
+        own = start_broker(env=env)
+    else:
+        env = {"http_proxy": fake_upstream_server.url, "no_proxy": ""}
+        own = start_broker(env=env, upstream={"url": "http://upstream.invalid/v1"})
+    assert mint(own, make_token(f"proxy-user-{bypassed}")).status_code == 200
+    assert len(upstream.received()) == 1
 
 
 def test_sigterm_drains_in_flight_mints(start_broker: StartBroker, upstream: FakeUpstream) -> None:

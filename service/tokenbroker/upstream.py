@@ -15,6 +15,8 @@ import json
 import math
 import random
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -104,6 +106,19 @@ def _failure(status: int, retry_after: str | None) -> UpstreamError:
     return UpstreamError(error, refundable=True)
 
 
+def env_proxy(url: str) -> URL | None:
+    """The proxy that ``HTTPS_PROXY`` / ``HTTP_PROXY`` (and ``NO_PROXY``) name for ``url``.
+
+    Read once at start-up: aiohttp's ``trust_env`` reads the environment on every request
+    (~250 µs of CPU each here).
+    """
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    return URL(proxy) if proxy else None
+
+
 def _unreachable() -> UpstreamError:
     error = UpstreamFailed("upstream_error", "The upstream could not be reached.")
     return UpstreamError(error, refundable=True)
@@ -126,6 +141,7 @@ class Upstream:
     ) -> None:
         self._session = session
         self._url = URL(f"{upstream_url.rstrip('/')}/realtime/sessions")  # parsed once
+        self._proxy = env_proxy(upstream_url)
         self._headers = {"Authorization": f"Bearer {api_key or ''}", **(extra_headers or {})}
         self._policy = policy or UpstreamPolicy()
         self.breaker = CircuitBreaker(self._policy.breaker_threshold, self._policy.breaker_reset)
@@ -172,7 +188,11 @@ class Upstream:
     async def _attempt(self, body: bytes) -> Minted:
         try:
             async with self._session.post(
-                self._url, data=body, headers=self._headers, allow_redirects=False
+                self._url,
+                data=body,
+                headers=self._headers,
+                allow_redirects=False,
+                proxy=self._proxy,
             ) as reply:
                 status, content = reply.status, await reply.read()
                 retry_after = reply.headers.get("Retry-After")
