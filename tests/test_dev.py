@@ -40,6 +40,8 @@ def test_printed_curl_returns_a_client_secret(
         ["bash", "-c", match.group(0)], capture_output=True, text=True, timeout=30, check=True
     )
     assert '"client_secret":{"value":"ek_' in result.stdout
+    # the fake upstream's server (a thread of the same process) does not announce itself
+    assert server.output.count("Started server process") == 1, server.output
 
 
 def test_demo_page(dev: tuple[TokenbrokerServer, dict[str, str]]) -> None:

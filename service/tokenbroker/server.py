@@ -91,6 +91,8 @@ async def serve_in_thread(app: Any, host: str = "127.0.0.1") -> AsyncIterator[st
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name=f"serve-{host}", daemon=True
     )
+    quiet = _QuietBelowWarning(thread)  # its start/stop lines would read as the main server's
+    logging.getLogger("uvicorn.error").addFilter(quiet)
     thread.start()
     try:
         yield f"http://{host}:{sock.getsockname()[1]}"
@@ -98,3 +100,15 @@ async def serve_in_thread(app: Any, host: str = "127.0.0.1") -> AsyncIterator[st
         server.should_exit = True
         await asyncio.to_thread(thread.join)
         sock.close()
+        logging.getLogger("uvicorn.error").removeFilter(quiet)
+
+
+class _QuietBelowWarning(logging.Filter):
+    """Drops one thread's records below WARNING (filters run in the logging thread)."""
+
+    def __init__(self, thread: threading.Thread) -> None:
+        super().__init__()
+        self._thread = thread
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or threading.current_thread() is not self._thread
