@@ -106,7 +106,7 @@ def _failure(status: int, retry_after: str | None) -> UpstreamError:
     return UpstreamError(error, refundable=True)
 
 
-def env_proxy(url: str) -> URL | None:
+def _env_proxy(url: str) -> URL | None:
     """The proxy that ``HTTPS_PROXY`` / ``HTTP_PROXY`` (and ``NO_PROXY``) name for ``url``.
 
     Read once at start-up: aiohttp's ``trust_env`` reads the environment on every request
@@ -141,7 +141,7 @@ class Upstream:
     ) -> None:
         self._session = session
         self._url = URL(f"{upstream_url.rstrip('/')}/realtime/sessions")  # parsed once
-        self._proxy = env_proxy(upstream_url)
+        self._proxy = _env_proxy(upstream_url)
         self._headers = {"Authorization": f"Bearer {api_key or ''}", **(extra_headers or {})}
         self._policy = policy or UpstreamPolicy()
         self.breaker = CircuitBreaker(self._policy.breaker_threshold, self._policy.breaker_reset)
@@ -156,13 +156,8 @@ class Upstream:
             )
             raise UpstreamError(error, refundable=True)
         body = json.dumps(config).encode()
-        deadline = time.monotonic() + self._policy.deadline
         try:
-            async with asyncio.timeout(self._policy.deadline):
-                minted = await self._attempts(body, deadline)
-        except TimeoutError:
-            self.breaker.failure()
-            raise _timeout() from None
+            minted = await self._attempts(body, time.monotonic() + self._policy.deadline)
         except UpstreamError as exc:
             if exc.error.code in ("upstream_error", "upstream_timeout"):
                 self.breaker.failure()  # 5xx, unreachable, reset
@@ -176,7 +171,7 @@ class Upstream:
         attempt = 0
         while True:
             try:
-                return await self._attempt(body)
+                return await self._attempt(body, deadline)
             except _Retry as retry:
                 pause = random.uniform(0, self._policy.backoff * 2**attempt)  # noqa: S311
                 if attempt >= self._policy.retries or time.monotonic() + pause >= deadline:
@@ -185,7 +180,13 @@ class Upstream:
                 self._on_retry()
                 await asyncio.sleep(pause)
 
-    async def _attempt(self, body: bytes) -> Minted:
+    async def _attempt(self, body: bytes, deadline: float) -> Minted:
+        # aiohttp's one timer covers connecting, sending and reading the whole reply; it is
+        # set to what is left of the mint's deadline (backoff pauses stop short of it).
+        timeout = aiohttp.ClientTimeout(
+            total=max(deadline - time.monotonic(), 0.001),
+            connect=self._session.timeout.connect,
+        )
         try:
             async with self._session.post(
                 self._url,
@@ -193,11 +194,14 @@ class Upstream:
                 headers=self._headers,
                 allow_redirects=False,
                 proxy=self._proxy,
+                timeout=timeout,
             ) as reply:
                 status, content = reply.status, await reply.read()
                 retry_after = reply.headers.get("Retry-After")
         except aiohttp.ConnectionTimeoutError:  # no connection in connect_timeout
-            raise _Retry(_unreachable()) from None
+            if time.monotonic() < deadline:
+                raise _Retry(_unreachable()) from None
+            raise _timeout() from None  # the deadline ran out while connecting
         except TimeoutError:  # asked, but no answer in time: not retried
             raise _timeout() from None
         except aiohttp.ClientError:  # refused, reset, malformed reply: worth a retry
