@@ -8,9 +8,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from servers import RedisServer
-from tokenbroker.limiter import Charge, MemoryLimiter, RedisLimiter, gcra, rate_limit_headers
+from tokenbroker.limiter import (
+    Charge,
+    MemoryLimiter,
+    RedisLimiter,
+    gcra,
+    rate_limit_headers,
+    user_key,
+)
 from tokenbroker.limits import LimitRule, parse_duration
 
 SECOND = 1_000_000
@@ -133,9 +141,9 @@ class TestRedisLimiter:
     async def test_batched_concurrent_charges_and_script_flush(
         self, client: aioredis.Redis, prefix: str
     ) -> None:
-        """Concurrent charges (pipelined together) each get their own exact answer, and a
-        flushed script cache (as after a Redis restart) is reloaded transparently, for a
-        batch and for a lone call (which goes without a pipeline)."""
+        """Concurrent charges (one script call together) each get their own exact answer,
+        and a flushed script cache (as after a Redis restart) is reloaded transparently,
+        for a batch and for a lone call."""
         limiter = RedisLimiter(client, prefix)
         one = rule(1, "1m")
         first = await asyncio.gather(*(limiter.charge(f"u{i % 25}", [one], []) for i in range(50)))
@@ -146,6 +154,24 @@ class TestRedisLimiter:
         await client.script_flush()
         assert (await limiter.charge("lone", [one], [])).allowed
         assert not (await limiter.charge("lone", [one], [])).allowed
+
+    async def test_one_failing_charge_leaves_its_batch_alone(
+        self, client: aioredis.Redis, prefix: str
+    ) -> None:
+        """A charge whose Redis command fails (a user's key of the wrong type) gets that
+        error; the charges batched with it are answered as if it were not there."""
+        limiter = RedisLimiter(client, prefix)
+        two = rule(2, "1m")
+        await client.set(user_key(prefix, "broken"), "not a hash")
+        results = await asyncio.gather(
+            *(limiter.charge(user, [two], [rule(100, "1m")]) for user in ("a", "broken", "a", "a")),
+            return_exceptions=True,
+        )
+        assert isinstance(results[1], ResponseError)
+        assert "WRONGTYPE" in str(results[1])
+        assert [r.allowed for r in results if isinstance(r, Charge)] == [True, True, False]
+        after = await limiter.charge("c", [two], [rule(100, "1m")])
+        assert after.windows[1].remaining == 97  # a, a, c: the failed charge took nothing
 
     async def test_memory_limiter_agrees(self) -> None:
         """The in-process limiter admits the same sequence as the Redis one."""

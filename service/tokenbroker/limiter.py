@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
 
+from redis.exceptions import ResponseError
+
 from .limits import LimitRule
-from .script_batcher import ScriptBatcher
+from .turn_batcher import TurnBatcher
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,8 @@ def _peek(tats: dict[str, int], now: int, rules: Sequence[LimitRule]) -> tuple[W
 # the scope's list, so editing a rule keeps the debt already run up in that window.
 Step = tuple[str, str, str, LimitRule]
 Plan = list[Step]
+Call = tuple[str, Plan]  # "charge" or "refund", and the plan
+Outcome = tuple[bool, int, list[Window]]  # allowed, retry_after_us, the windows
 
 
 def _plan(
@@ -129,12 +133,14 @@ class RedisLimiter:
         self._client = client
         self._prefix = prefix
         self._cluster = cluster
-        source = resources.files(__package__).joinpath("gcra.lua").read_text()
-        # Calls of one loop turn share a round trip; on a cluster each key has its own
+        # redis-py's Script: EVALSHA, reloaded after NOSCRIPT (a Redis restart or failover)
+        self._script = client.register_script(
+            resources.files(__package__).joinpath("gcra.lua").read_text()
+        )
+        # Calls of one loop turn go as one script call; on a cluster each key has its own
         # node, so there every call goes on its own.
-        script = client.register_script(source)
-        batcher = ScriptBatcher(client, source)
-        self._call = (lambda keys, args: script(keys=keys, args=args)) if cluster else batcher
+        batcher: TurnBatcher[Call, Outcome] = TurnBatcher(self._run_batch)
+        self._call = self._run_one if cluster else batcher
 
     def _groups(self, plan: Plan) -> list[Plan]:
         """Script calls for a plan: one, or on a cluster one per key (user first)."""
@@ -143,17 +149,37 @@ class RedisLimiter:
         keys = dict.fromkeys(step[1] for step in plan)
         return [[step for step in plan if step[1] == key] for key in keys]
 
-    async def _run(self, mode: str, plan: Plan) -> tuple[bool, int, list[Window]]:
-        keys = list(dict.fromkeys(step[1] for step in plan))
-        args: list[str | int] = [mode]
-        for _, key, name, rule in plan:
-            args += [keys.index(key) + 1, name, rule.interval_us, rule.burst]
-        reply = [int(x) for x in await self._call(keys, args)]
-        windows = [
-            Window(scope, rule, max(0, reply[2 + 2 * i]), reply[3 + 2 * i])
-            for i, (scope, _, _, rule) in enumerate(plan)
-        ]
-        return bool(reply[0]), reply[1], windows
+    async def _run_batch(self, calls: list[Call]) -> list[Outcome | Exception]:
+        """One script call for several plans; each plan's outcome, or its Redis error."""
+        keys: dict[str, int] = {}
+        args: list[str | int] = []
+        for mode, plan in calls:
+            args += [mode, len(plan)]
+            for _, key, name, rule in plan:
+                args += [keys.setdefault(key, len(keys) + 1), name, rule.interval_us, rule.burst]
+        reply = await self._script(keys=list(keys), args=args)
+        outcomes: list[Outcome | Exception] = []
+        at = 0
+        for _, plan in calls:
+            part, at = reply[at : at + 2 + 2 * len(plan)], at + 2 + 2 * len(plan)
+            if part[0] == -1:
+                outcomes.append(ResponseError(bytes(part[1]).decode(errors="replace")))
+                continue
+            windows = [
+                Window(scope, rule, max(0, part[2 + 2 * i]), part[3 + 2 * i])
+                for i, (scope, _, _, rule) in enumerate(plan)
+            ]
+            outcomes.append((bool(part[0]), part[1], windows))
+        return outcomes
+
+    async def _run_one(self, call: Call) -> Outcome:
+        (outcome,) = await self._run_batch([call])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def _run(self, mode: str, plan: Plan) -> Outcome:
+        return await self._call((mode, plan))
 
     async def charge(
         self, user_id: str, user_rules: Sequence[LimitRule], global_rules: Sequence[LimitRule]
