@@ -3,7 +3,6 @@
 local maxlen, n = ARGV[1], tonumber(ARGV[2])
 local fields = {}
 for i = 1, n do fields[i] = ARGV[2 + i] end
-local written = 0
 local pairs_ = {}
 for first = 3 + n, #ARGV, n do
   for i = 1, n do
@@ -11,6 +10,4 @@ for first = 3 + n, #ARGV, n do
     pairs_[2 * i] = ARGV[first + i - 1]
   end
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(pairs_))
-  written = written + 1
 end
-return written

@@ -4,9 +4,9 @@ Entries are written off the reply path: ``record`` only appends to an in-process
 a background task wakes at most every ``flush_interval`` and writes what gathered, a
 batch at a time, each batch one script call (``audit.lua`` runs the XADDs inside Redis:
 an entry written alone cost a whole round trip of redis-py CPU, and one XADD per entry
-in a pipeline still cost redis-py ~29 µs per entry; this ~6). A batch is kept until Redis has
-taken it, so a Redis restart delays entries but does not lose them. The buffer is
-bounded (new entries are dropped and counted when it is full); ``flush`` runs on
+in a pipeline still cost redis-py ~29 µs per entry; this ~6). A batch is kept until
+Redis has taken it, so a Redis restart delays entries but does not lose them. The buffer
+is bounded (new entries are dropped and counted when it is full); ``flush`` runs on
 graceful shutdown. Delivery is at least once.
 """
 

@@ -161,7 +161,8 @@ class RedisLimiter:
         outcomes: list[Outcome | Exception] = []
         at = 0
         for _, plan in calls:
-            part, at = reply[at : at + 2 + 2 * len(plan)], at + 2 + 2 * len(plan)
+            size = 2 + 2 * len(plan)
+            part, at = reply[at : at + size], at + size
             if part[0] == -1:
                 outcomes.append(ResponseError(bytes(part[1]).decode(errors="replace")))
                 continue
