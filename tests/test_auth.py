@@ -330,3 +330,83 @@ async def test_leeway_and_audience_lists(
         with pytest.raises(AuthenticationFailed) as caught:
             await authenticator.verify(token)
         assert caught.value.code == code
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def hs_settings(tmp_path: Path, **auth: Any) -> Any:
+    from tokenbroker.settings import settings_from_dict
+
+    provider = {"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": ["HS256"],
+                "hs256_secret_env": "SECRET"}  # fmt: skip
+    raw = {"auth": {"providers": [provider], "leeway": "30s", **auth}}
+    return settings_from_dict(raw, {"SECRET": JWT_SECRET}, tmp_path)
+
+
+async def test_a_verified_token_is_remembered_until_it_expires(tmp_path: Path) -> None:
+    """A second presentation is a cache hit; past exp + leeway the token is refused again;
+    the least recently used entry leaves first; size 0 turns the cache off."""
+    from tokenbroker.auth import Authenticator
+    from tokenbroker.errors import AuthenticationFailed
+
+    clock = Clock(NOW)
+    authenticator = Authenticator(hs_settings(tmp_path, verified_cache_size=2), clock=clock)
+    token = forge(HS, claims(sub="short", exp=NOW + 60))
+    first = await authenticator.verify(token)
+    assert await authenticator.verify(token) is first
+    clock.now = NOW + 60 + 29
+    assert await authenticator.verify(token) is first
+    clock.now = NOW + 60 + 30
+    with pytest.raises(AuthenticationFailed) as caught:
+        await authenticator.verify(token)
+    assert caught.value.code == "token_expired"
+
+    clock.now = NOW
+    b, c, d = (forge(HS, claims(sub=name)) for name in "bcd")
+    seen = {t: await authenticator.verify(t) for t in (b, c)}
+    assert await authenticator.verify(b) is seen[b]  # b is now the most recently used
+    await authenticator.verify(d)  # evicts c
+    assert await authenticator.verify(b) is seen[b]
+    again = await authenticator.verify(c)
+    assert again == seen[c] and again is not seen[c]
+
+    uncached = Authenticator(hs_settings(tmp_path, verified_cache_size=0), clock=clock)
+    one, two = await uncached.verify(b), await uncached.verify(b)
+    assert one == two and one is not two
+
+
+async def test_a_key_rotated_out_of_the_jwks_ends_a_cached_verification(tmp_path: Path) -> None:
+    """The hit asks the provider for the token's key again: once the JWKS no longer has
+    it, the remembered token is refused like a new one."""
+    from tokenbroker.auth import Authenticator
+    from tokenbroker.errors import AuthenticationFailed
+    from tokenbroker.settings import settings_from_dict
+
+    old, new = new_key("old-key", "RS256"), new_key("new-key", "RS256")
+    server = JwksServer()
+    try:
+        server.reset(old)
+        provider = {"issuer": JWKS_ISSUER, "audiences": [AUDIENCE], "algorithms": ["RS256"],
+                    "jwks_url": server.url}  # fmt: skip
+        settings = settings_from_dict({"auth": {"providers": [provider]}}, {}, tmp_path)
+        clock = Clock(NOW)
+        async with httpx.AsyncClient() as client:
+            authenticator = Authenticator(settings, client, clock=clock)
+            token = old.sign(claims(iss=JWKS_ISSUER, sub="rotated"))
+            first = await authenticator.verify(token)
+            assert await authenticator.verify(token) is first
+            server.reset(new)
+            clock.now += 601  # past the key set's TTL: the next lookup refetches
+            with pytest.raises(AuthenticationFailed) as caught:
+                await authenticator.verify(token)
+            assert caught.value.reason == "unknown kid 'old-key'"
+            renewed = new.sign(claims(iss=JWKS_ISSUER, sub="rotated"))
+            assert (await authenticator.verify(renewed)).user_id == "rotated"
+    finally:
+        server.stop()

@@ -9,6 +9,13 @@ bytes that were parsed (no second parse), and after it the registered claims (``
 ``nbf``, ``aud``; the issuer already matched), then required claims and the user id.
 Failures raise AuthenticationFailed: a generic message for the client, the precise
 ``reason`` for the log.
+
+A token that passed all of that is remembered (``auth.verified_cache_size`` entries,
+least recently used out first) until its ``exp`` plus the leeway: a browser presents the
+same JWT for every session it opens, and none of the checks above can change their answer
+for the same bytes except the expiry (the cache drops the entry then) and the key (a hit
+asks the provider for the token's key again and must get the very key that verified it,
+so a JWKS rotation or a provider gone stale past ``max_stale`` ends the hit).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from cachetools import TLRUCache
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import Algorithm, get_default_algorithms
@@ -41,6 +49,17 @@ class Identity:
     user_id: str
     provider: str
     claims: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A verified token: who it names, and the key that verified it (see the module doc)."""
+
+    identity: Identity
+    provider: _Provider
+    kid: str | None
+    key: Any
+    exp: float
 
 
 def _malformed_authorization() -> InvalidRequest:
@@ -125,7 +144,12 @@ class Authenticator:
         settings: Settings,
         client: httpx.AsyncClient | None = None,
         on_jwks_fetch: Counter | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """``clock`` (tests) stands in for the wall clock of token times and the cache,
+        and for the JWKS caches' monotonic clock."""
+        self._clock = clock or time.time
         self._providers: dict[str, _Provider] = {}
         for provider in settings.providers:
             jwks = None
@@ -135,14 +159,32 @@ class Authenticator:
                     provider.jwks_url,
                     client,
                     settings.jwks,
+                    clock or time.monotonic,
                     on_fetch=_fetch_counter(on_jwks_fetch, provider.name),
                 )
             self._providers[provider.issuer] = _Provider(provider, jwks)
         self._leeway = settings.leeway
         self._max_lifetime = settings.max_token_lifetime
         self._max_bytes = settings.max_token_bytes
+        self._verified: TLRUCache[str, _Verified] | None = None
+        if settings.verified_cache_size > 0:
+            self._verified = TLRUCache(
+                settings.verified_cache_size,
+                ttu=lambda _token, entry, _now: entry.exp + self._leeway,
+                timer=self._clock,
+            )
 
     async def verify(self, token: str) -> Identity:
+        if self._verified is None:
+            return (await self._verify(token)).identity
+        hit = self._verified.get(token)
+        if hit is not None and await hit.provider.key(hit.kid) is hit.key:
+            return hit.identity
+        verified = await self._verify(token)
+        self._verified[token] = verified
+        return verified.identity
+
+    async def _verify(self, token: str) -> _Verified:
         if len(token) > self._max_bytes:
             raise AuthenticationFailed("invalid_token", f"token longer than {self._max_bytes}")
         try:
@@ -173,13 +215,16 @@ class Authenticator:
         if not signature_valid(alg, prepared, unverified):
             raise AuthenticationFailed("invalid_token", "signature verification failed")
         self._check_claims(provider, claims, exp, nbf)
-        return Identity(self._user_id(provider.settings, claims), provider.settings.name, claims)
+        identity = Identity(
+            self._user_id(provider.settings, claims), provider.settings.name, claims
+        )
+        return _Verified(identity, provider, kid, key, exp)
 
     def _check_claims(
         self, provider: _Provider, claims: dict[str, Any], exp: float, nbf: float | None
     ) -> None:
         """After the signature: expiry, not-before, audience (what ``jwt.decode`` checks)."""
-        now = time.time()
+        now = self._clock()
         if exp <= now - self._leeway:
             raise AuthenticationFailed("token_expired", "token expired")
         if nbf is not None and nbf > now + self._leeway:
@@ -209,7 +254,7 @@ class Authenticator:
             raise AuthenticationFailed("invalid_token", str(exc)) from None
         if exp is None:
             raise AuthenticationFailed("invalid_token", "no exp")
-        now = time.time()
+        now = self._clock()
         if iat is not None and iat > now + self._leeway:
             raise AuthenticationFailed("invalid_token", "iat in the future")
         start = max(x for x in (iat, nbf, now - self._max_lifetime) if x is not None)

@@ -71,6 +71,7 @@ class Settings:
     leeway: float = 30.0
     max_token_lifetime: float = 86400.0
     max_token_bytes: int = 8192
+    verified_cache_size: int = 10_000
     jwks: JwksSettings = field(default_factory=JwksSettings)
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 65536
@@ -276,7 +277,9 @@ def settings_from_dict(
         ),
     )
     policies = r.section(raw, "policies", ("file", "refresh_interval"))
-    auth = r.section(raw, "auth", ("providers", "leeway", "max_token_lifetime", "jwks"))
+    auth = r.section(
+        raw, "auth", ("providers", "leeway", "max_token_lifetime", "verified_cache_size", "jwks")
+    )
     jwks = r.section(
         auth,
         "jwks",
@@ -360,6 +363,9 @@ def settings_from_dict(
         leeway=r.duration(auth, "leeway", "auth.leeway", 30.0),
         max_token_lifetime=r.duration(
             auth, "max_token_lifetime", "auth.max_token_lifetime", 86400.0
+        ),
+        verified_cache_size=r.typed(
+            auth, "verified_cache_size", "auth.verified_cache_size", int, 10_000
         ),
         jwks=JwksSettings(
             ttl=r.duration(jwks, "cache_ttl", "auth.jwks.cache_ttl", 600.0),
