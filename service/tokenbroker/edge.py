@@ -118,6 +118,6 @@ class Edge:
                     upstream_ms=mint_log.upstream_ms,
                     **mint_log.extra,
                 )
-                self.metrics.mints.labels(mint_log.policy or "none", mint_log.outcome).inc()
+                self.metrics.mint_outcome(mint_log.policy or "none", mint_log.outcome).inc()
                 self.metrics.mint_seconds.observe(elapsed)
             log.info("request", extra={"fields": fields})

@@ -89,7 +89,7 @@ class Broker:
         log.voice = enforced.session.get("voice")
 
         charge = await self.limiter.charge(user_id, policy.limits, policies.global_limits)
-        self.metrics.limiter.labels("allowed" if charge.allowed else "denied").inc()
+        self.metrics.limiter_decision("allowed" if charge.allowed else "denied").inc()
         headers = rate_limit_headers(charge)
         if not charge.allowed:
             log.outcome = "rate_limited"
@@ -125,4 +125,4 @@ class Broker:
     def _upstream_took(self, started: float, result: str, log: MintLog) -> None:
         seconds = time.perf_counter() - started
         log.upstream_ms = round(seconds * 1000, 3)
-        self.metrics.upstream_seconds.labels(result).observe(seconds)
+        self.metrics.upstream_result(result).observe(seconds)
