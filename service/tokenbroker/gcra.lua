@@ -1,7 +1,8 @@
 -- Charge (or refund) the windows of one or more mints, on the server's clock.
--- KEYS: the bucket hashes the calls name. ARGV, per call: "charge" or "refund", its window
--- count n, then n times four values: index into KEYS, hash field, emission interval (µs),
--- burst. A window's state is its theoretical arrival time (TAT, µs).
+-- KEYS: the bucket hashes the calls name. ARGV, per call: "charge" or "refund", its bucket
+-- count m, then m times two values: index into KEYS, and the bucket's windows as
+-- "field:interval:burst" (emission interval in µs), space separated. A window's state is
+-- its theoretical arrival time (TAT, µs).
 -- Each call stands alone. Charge: all its windows pass and are written, or none is.
 -- Refund: each TAT moves back one interval, never before now.
 -- Returns, per call: allowed (1 or 0), retry_after_us, then remaining and reset_us for each
@@ -9,15 +10,26 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
-local function step(refund, first, n)
+-- The windows of the call whose buckets start at ARGV[first]: {key, field, interval, burst}.
+local function windows(first, m)
+  local list = {}
+  for j = 0, m - 1 do
+    local key = KEYS[tonumber(ARGV[first + 2 * j])]
+    for field, interval, burst in string.gmatch(ARGV[first + 2 * j + 1], '(%d+):(%d+):(%d+)') do
+      list[#list + 1] = {key, field, tonumber(interval), tonumber(burst)}
+    end
+  end
+  return list
+end
+
+local function step(refund, list)
   local allowed, retry = 1, 0
   local reply, new = {}, {}
+  local n = #list
   for i = 0, n - 1 do
-    local b = first + i * 4
-    local key = KEYS[tonumber(ARGV[b])]
-    local interval, burst = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
+    local key, field, interval, burst = unpack(list[i + 1])
     local tau = interval * burst
-    local stored = redis.call('HGET', key, ARGV[b + 1])
+    local stored = redis.call('HGET', key, field)
     local tat = stored and tonumber(stored) or now
     if tat < now then tat = now end
     local nt
@@ -34,13 +46,12 @@ local function step(refund, first, n)
   if allowed == 1 then
     local ttl = {}
     for i = 0, n - 1 do
-      local b = first + i * 4
-      local key = KEYS[tonumber(ARGV[b])]
+      local key, field = list[i + 1][1], list[i + 1][2]
       local left = new[i + 1] - now
       if left > 0 then
-        redis.call('HSET', key, ARGV[b + 1], string.format('%.0f', new[i + 1]))
+        redis.call('HSET', key, field, string.format('%.0f', new[i + 1]))
       else
-        redis.call('HDEL', key, ARGV[b + 1])
+        redis.call('HDEL', key, field)
       end
       ttl[key] = math.max(ttl[key] or 0, left)
     end
@@ -55,13 +66,15 @@ end
 local out = {}
 local at = 1
 while at <= #ARGV do
-  local n = tonumber(ARGV[at + 1])
-  local ok, reply = pcall(step, ARGV[at] == 'refund', at + 2, n)
+  local m = tonumber(ARGV[at + 1])
+  local list = windows(at + 2, m)
+  local n = #list
+  local ok, reply = pcall(step, ARGV[at] == 'refund', list)
   if not ok then
     reply = {-1, type(reply) == 'table' and reply.err or tostring(reply)}
     for i = 3, 2 * n + 2 do reply[i] = 0 end
   end
   for i = 1, 2 * n + 2 do out[#out + 1] = reply[i] end
-  at = at + 2 + 4 * n
+  at = at + 2 + 2 * m
 end
 return out

@@ -9,6 +9,7 @@ state is one number, the theoretical arrival time (TAT). :func:`gcra` is the ari
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import math
 import time
@@ -106,8 +107,6 @@ def _peek(tats: dict[str, int], now: int, rules: Sequence[LimitRule]) -> tuple[W
 # the scope's list, so editing a rule keeps the debt already run up in that window.
 Step = tuple[str, str, str, LimitRule]
 Plan = list[Step]
-Call = tuple[str, Plan]  # "charge" or "refund", and the plan
-Outcome = tuple[bool, int, list[Window]]  # allowed, retry_after_us, the windows
 
 
 def _plan(
@@ -117,6 +116,35 @@ def _plan(
     return [("user", user, str(i), r) for i, r in enumerate(user_rules)] + [
         ("global", global_key(prefix), str(i), r) for i, r in enumerate(global_rules)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Bucket:
+    """One bucket hash's windows as ``gcra.lua`` takes them: ``spec`` is
+    ``field:interval:burst`` per window, space separated (one argument, not three each)."""
+
+    scope: str
+    rules: tuple[LimitRule, ...]
+    spec: str
+
+
+@functools.lru_cache(maxsize=1024)
+def _buckets(
+    user_rules: tuple[LimitRule, ...], global_rules: tuple[LimitRule, ...]
+) -> tuple[_Bucket, ...]:
+    """A policy's buckets (the user's, then the global budget), worked out once."""
+    return tuple(
+        _Bucket(
+            scope, rules, " ".join(f"{i}:{r.interval_us}:{r.burst}" for i, r in enumerate(rules))
+        )
+        for scope, rules in (("user", user_rules), ("global", global_rules))
+        if rules
+    )
+
+
+Keyed = tuple[tuple[str, _Bucket], ...]  # the buckets of one script call, with their keys
+Call = tuple[str, Keyed]  # "charge" or "refund", and its buckets
+Outcome = tuple[bool, int, list[Window]]  # allowed, retry_after_us, the windows
 
 
 class RedisLimiter:
@@ -132,6 +160,7 @@ class RedisLimiter:
     def __init__(self, client: Any, prefix: str, *, cluster: bool = False) -> None:
         self._client = client
         self._prefix = prefix
+        self._global_key = global_key(prefix)
         self._cluster = cluster
         # redis-py's Script: EVALSHA, reloaded after NOSCRIPT (a Redis restart or failover)
         self._script = client.register_script(
@@ -142,35 +171,38 @@ class RedisLimiter:
         batcher: TurnBatcher[Call, Outcome] = TurnBatcher(self._run_batch)
         self._call = self._run_one if cluster else batcher
 
-    def _groups(self, plan: Plan) -> list[Plan]:
-        """Script calls for a plan: one, or on a cluster one per key (user first)."""
-        if not self._cluster:
-            return [plan]
-        keys = dict.fromkeys(step[1] for step in plan)
-        return [[step for step in plan if step[1] == key] for key in keys]
+    def _groups(self, user_id: str, user_rules: Any, global_rules: Any) -> list[Keyed]:
+        """Script calls for a charge: one, or on a cluster one per bucket (user first)."""
+        keyed = tuple(
+            (user_key(self._prefix, user_id) if b.scope == "user" else self._global_key, b)
+            for b in _buckets(user_rules, global_rules)
+        )
+        return [keyed] if not self._cluster else [(pair,) for pair in keyed]
 
     async def _run_batch(self, calls: list[Call]) -> list[Outcome | Exception]:
-        """One script call for several plans; each plan's outcome, or its Redis error."""
+        """One script call for several charges; each one's outcome, or its Redis error."""
         keys: dict[str, int] = {}
         args: list[str | int] = []
-        for mode, plan in calls:
-            args += [mode, len(plan)]
-            for _, key, name, rule in plan:
-                args += [keys.setdefault(key, len(keys) + 1), name, rule.interval_us, rule.burst]
+        for mode, keyed in calls:
+            args += [mode, len(keyed)]
+            for key, bucket in keyed:
+                args += [keys.setdefault(key, len(keys) + 1), bucket.spec]
         reply = await self._script(keys=list(keys), args=args)
         outcomes: list[Outcome | Exception] = []
         at = 0
-        for _, plan in calls:
-            size = 2 + 2 * len(plan)
+        for _, keyed in calls:
+            windows = [(b.scope, rule) for _, b in keyed for rule in b.rules]
+            size = 2 + 2 * len(windows)
             part, at = reply[at : at + size], at + size
             if part[0] == -1:
                 outcomes.append(ResponseError(bytes(part[1]).decode(errors="replace")))
                 continue
-            windows = [
-                Window(scope, rule, max(0, part[2 + 2 * i]), part[3 + 2 * i])
-                for i, (scope, _, _, rule) in enumerate(plan)
-            ]
-            outcomes.append((bool(part[0]), part[1], windows))
+            outcomes.append((
+                bool(part[0]),
+                part[1],
+                [Window(scope, rule, max(0, part[2 + 2 * i]), part[3 + 2 * i])
+                 for i, (scope, rule) in enumerate(windows)],
+            ))  # fmt: skip
         return outcomes
 
     async def _run_one(self, call: Call) -> Outcome:
@@ -179,31 +211,28 @@ class RedisLimiter:
             raise outcome
         return outcome
 
-    async def _run(self, mode: str, plan: Plan) -> Outcome:
-        return await self._call((mode, plan))
-
     async def charge(
         self, user_id: str, user_rules: Sequence[LimitRule], global_rules: Sequence[LimitRule]
     ) -> Charge:
         key = (user_id, tuple(user_rules), tuple(global_rules))
         windows: list[Window] = []
-        charged: list[Plan] = []
-        for group in self._groups(_plan(self._prefix, user_id, user_rules, global_rules)):
-            allowed, retry, group_windows = await self._run("charge", group)
+        charged: list[Keyed] = []
+        for keyed in self._groups(*key):
+            allowed, retry, group_windows = await self._call(("charge", keyed))
             windows += group_windows
             if not allowed:
                 for done in charged:
-                    await self._run("refund", done)
+                    await self._call(("refund", done))
                 return Charge(False, retry, tuple(windows), key)
-            charged.append(group)
+            charged.append(keyed)
         return Charge(True, 0, tuple(windows), key)
 
     async def refund(self, charge: Charge) -> None:
         if charge.refunded or not charge.allowed or not charge.windows:
             return
         charge.refunded = True
-        for group in self._groups(_plan(self._prefix, *charge.key)):
-            await self._run("refund", group)
+        for keyed in self._groups(*charge.key):
+            await self._call(("refund", keyed))
 
     async def peek(self, user_id: str, rules: Sequence[LimitRule]) -> tuple[Window, ...]:
         async with self._client.pipeline(transaction=False) as pipe:
