@@ -351,13 +351,17 @@ def hs_settings(tmp_path: Path, **auth: Any) -> Any:
 
 async def test_a_verified_token_is_remembered_until_it_expires(tmp_path: Path) -> None:
     """A second presentation is a cache hit; past exp + leeway the token is refused again;
-    the least recently used entry leaves first; size 0 turns the cache off."""
+    the least recently used entry leaves first when the byte budget is full; 0 turns the
+    cache off, and an entry larger than the budget is simply not kept."""
     from tokenbroker.auth import Authenticator
     from tokenbroker.errors import AuthenticationFailed
 
     clock = Clock(NOW)
-    authenticator = Authenticator(hs_settings(tmp_path, verified_cache_size=2), clock=clock)
     token = forge(HS, claims(sub="short", exp=NOW + 60))
+    two_entries = 2 * (2 * len(token) + 1024) + 10  # room for two entries, not three
+    authenticator = Authenticator(
+        hs_settings(tmp_path, verified_cache_bytes=two_entries), clock=clock
+    )
     first = await authenticator.verify(token)
     assert await authenticator.verify(token) is first
     clock.now = NOW + 60 + 29
@@ -376,9 +380,10 @@ async def test_a_verified_token_is_remembered_until_it_expires(tmp_path: Path) -
     again = await authenticator.verify(c)
     assert again == seen[c] and again is not seen[c]
 
-    uncached = Authenticator(hs_settings(tmp_path, verified_cache_size=0), clock=clock)
-    one, two = await uncached.verify(b), await uncached.verify(b)
-    assert one == two and one is not two
+    for budget in (0, 100):  # off; smaller than one entry
+        uncached = Authenticator(hs_settings(tmp_path, verified_cache_bytes=budget), clock=clock)
+        one, two = await uncached.verify(b), await uncached.verify(b)
+        assert one == two and one is not two
 
 
 async def test_a_key_rotated_out_of_the_jwks_ends_a_cached_verification(tmp_path: Path) -> None:

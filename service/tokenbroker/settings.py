@@ -71,7 +71,7 @@ class Settings:
     leeway: float = 30.0
     max_token_lifetime: float = 86400.0
     max_token_bytes: int = 8192
-    verified_cache_size: int = 10_000
+    verified_cache_bytes: int = 16 * 1024 * 1024
     jwks: JwksSettings = field(default_factory=JwksSettings)
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 65536
@@ -278,7 +278,7 @@ def settings_from_dict(
     )
     policies = r.section(raw, "policies", ("file", "refresh_interval"))
     auth = r.section(
-        raw, "auth", ("providers", "leeway", "max_token_lifetime", "verified_cache_size", "jwks")
+        raw, "auth", ("providers", "leeway", "max_token_lifetime", "verified_cache_bytes", "jwks")
     )
     jwks = r.section(
         auth,
@@ -364,8 +364,8 @@ def settings_from_dict(
         max_token_lifetime=r.duration(
             auth, "max_token_lifetime", "auth.max_token_lifetime", 86400.0
         ),
-        verified_cache_size=r.typed(
-            auth, "verified_cache_size", "auth.verified_cache_size", int, 10_000
+        verified_cache_bytes=r.typed(
+            auth, "verified_cache_bytes", "auth.verified_cache_bytes", int, 16 * 1024 * 1024
         ),
         jwks=JwksSettings(
             ttl=r.duration(jwks, "cache_ttl", "auth.jwks.cache_ttl", 600.0),
