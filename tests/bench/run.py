@@ -236,10 +236,10 @@ class Bench:
         result: dict[str, Any] = json.loads(out.split("JSON ", 1)[1])
         return result
 
-    def loaded(self, target: Server, tokens: Path) -> tuple[float, float]:
+    def loaded(self, target: Server, tokens: Path, seconds: int = 0) -> tuple[float, float]:
         """Mints/s at saturation (64 connections) and the target's CPU µs per mint."""
         used = target.cpu_seconds()
-        run_ = self.wrk(target, tokens, 64, self.plan.seconds)
+        run_ = self.wrk(target, tokens, 64, seconds or self.plan.seconds)
         assert run_["non2xx"] == 0 and run_["socket_errors"] == 0, (target.name, run_)
         return run_["rps"], (target.cpu_seconds() - used) / run_["requests"] * 1e6
 
@@ -379,10 +379,12 @@ def run(plan: Plan, out: Path) -> dict[str, Any]:
         broker_many = bench.broker("broker-many", fast, many, "b2")
         assigned = bench.tokens("assigned", [f"assigned-{i}" for i in range(plan.users)])
         runs: dict[str, list[tuple[float, float]]] = {"one": [], "many": []}
+        # Twice the rounds at half the length: the two runs of a pair are closer in time,
+        # so the machine's slow and fast spells (seconds long here) split fewer pairs.
         pairs = [("one", broker), ("many", broker_many)]
-        for i in range(plan.rounds):
+        for i in range(2 * plan.rounds):
             for name, target in pairs if i % 2 == 0 else pairs[::-1]:
-                runs[name].append(bench.loaded(target, assigned))
+                runs[name].append(bench.loaded(target, assigned, max(1, plan.seconds // 2)))
         one_rps, many_rps = ([rps for rps, _ in runs[k]] for k in ("one", "many"))
         one_cpu, many_cpu = ([cpu for _, cpu in runs[k]] for k in ("one", "many"))
         result["policies"] = {
