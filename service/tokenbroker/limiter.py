@@ -171,7 +171,9 @@ class RedisLimiter:
         batcher: TurnBatcher[Call, Outcome] = TurnBatcher(self._run_batch)
         self._call = self._run_one if cluster else batcher
 
-    def _groups(self, user_id: str, user_rules: Any, global_rules: Any) -> list[Keyed]:
+    def _groups(
+        self, user_id: str, user_rules: tuple[LimitRule, ...], global_rules: tuple[LimitRule, ...]
+    ) -> list[Keyed]:
         """Script calls for a charge: one, or on a cluster one per bucket (user first)."""
         keyed = tuple(
             (user_key(self._prefix, user_id) if b.scope == "user" else self._global_key, b)

@@ -393,8 +393,8 @@ def run(plan: Plan, out: Path) -> dict[str, Any]:
             "one_policy_rps": median(one_rps),
             f"{plan.many_policies}_policies_{plan.many_assignments}_users_rps": median(many_rps),
             "ratio": paired(many_rps, one_rps, ratio=True),
-            # CPU per mint barely moves with the machine's noise: the same question asked
-            # of the process's own work (one / many: above 1 would mean many costs less).
+            # The same question asked of the process's own work, CPU per mint (one / many:
+            # above 1 would mean many costs less); on this VM it is no steadier than rates.
             "cpu_ratio": paired(one_cpu, many_cpu, ratio=True),
         }
         broker_many.stop()
