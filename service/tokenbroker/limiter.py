@@ -103,28 +103,15 @@ def _peek(tats: dict[str, int], now: int, rules: Sequence[LimitRule]) -> tuple[W
     return tuple(windows)
 
 
-# One step of a charge: (scope, key, field, rule). A window's field is its position in
-# the scope's list, so editing a rule keeps the debt already run up in that window.
-Step = tuple[str, str, str, LimitRule]
-Plan = list[Step]
-
-
-def _plan(
-    prefix: str, user_id: str, user_rules: Sequence[LimitRule], global_rules: Sequence[LimitRule]
-) -> Plan:
-    user = user_key(prefix, user_id)
-    return [("user", user, str(i), r) for i, r in enumerate(user_rules)] + [
-        ("global", global_key(prefix), str(i), r) for i, r in enumerate(global_rules)
-    ]
-
-
 @dataclass(frozen=True, slots=True)
 class _Bucket:
-    """One bucket hash's windows as ``gcra.lua`` takes them: ``spec`` is
-    ``field:interval:burst`` per window, space separated (one argument, not three each)."""
+    """One bucket hash: its windows as (hash field, rule), and the same as ``gcra.lua``
+    takes them, ``spec``: ``field:interval:burst`` per window, space separated (one
+    argument, not three each). A window's field is its position in the scope's list, so
+    editing a rule keeps the debt already run up in that window."""
 
-    scope: str
-    rules: tuple[LimitRule, ...]
+    scope: str  # "user" or "global"
+    windows: tuple[tuple[str, LimitRule], ...]
     spec: str
 
 
@@ -133,13 +120,17 @@ def _buckets(
     user_rules: tuple[LimitRule, ...], global_rules: tuple[LimitRule, ...]
 ) -> tuple[_Bucket, ...]:
     """A policy's buckets (the user's, then the global budget), worked out once."""
-    return tuple(
-        _Bucket(
-            scope, rules, " ".join(f"{i}:{r.interval_us}:{r.burst}" for i, r in enumerate(rules))
-        )
-        for scope, rules in (("user", user_rules), ("global", global_rules))
-        if rules
-    )
+    buckets = []
+    for scope, rules in (("user", user_rules), ("global", global_rules)):
+        windows = tuple((str(i), rule) for i, rule in enumerate(rules))
+        spec = " ".join(f"{field}:{r.interval_us}:{r.burst}" for field, r in windows)
+        if windows:
+            buckets.append(_Bucket(scope, windows, spec))
+    return tuple(buckets)
+
+
+def _bucket_key(prefix: str, user_id: str, bucket: _Bucket) -> str:
+    return user_key(prefix, user_id) if bucket.scope == "user" else global_key(prefix)
 
 
 Keyed = tuple[tuple[str, _Bucket], ...]  # the buckets of one script call, with their keys
@@ -160,7 +151,6 @@ class RedisLimiter:
     def __init__(self, client: Any, prefix: str, *, cluster: bool = False) -> None:
         self._client = client
         self._prefix = prefix
-        self._global_key = global_key(prefix)
         self._cluster = cluster
         # redis-py's Script: EVALSHA, reloaded after NOSCRIPT (a Redis restart or failover)
         self._script = client.register_script(
@@ -176,8 +166,7 @@ class RedisLimiter:
     ) -> list[Keyed]:
         """Script calls for a charge: one, or on a cluster one per bucket (user first)."""
         keyed = tuple(
-            (user_key(self._prefix, user_id) if b.scope == "user" else self._global_key, b)
-            for b in _buckets(user_rules, global_rules)
+            (_bucket_key(self._prefix, user_id, b), b) for b in _buckets(user_rules, global_rules)
         )
         return [keyed] if not self._cluster else [(pair,) for pair in keyed]
 
@@ -193,7 +182,7 @@ class RedisLimiter:
         outcomes: list[Outcome | Exception] = []
         at = 0
         for _, keyed in calls:
-            windows = [(b.scope, rule) for _, b in keyed for rule in b.rules]
+            windows = [(b.scope, rule) for _, b in keyed for _, rule in b.windows]
             size = 2 + 2 * len(windows)
             part, at = reply[at : at + size], at + size
             if part[0] == -1:
@@ -255,24 +244,25 @@ class MemoryLimiter:
         self._clock = clock or (lambda: time.monotonic_ns() // 1000)
         self._tats: dict[tuple[str, str], int] = {}
 
-    def _step(self, plan: Plan, refund: bool) -> tuple[bool, int, tuple[Window, ...]]:
+    def _step(
+        self, key: tuple[str, tuple[LimitRule, ...], tuple[LimitRule, ...]], refund: bool
+    ) -> tuple[bool, int, tuple[Window, ...]]:
         now = self._clock()
-        results = [
-            (
-                scope,
-                (key, name),
-                rule,
-                gcra(self._tats.get((key, name)), now, rule.interval_us, rule.burst, refund=refund),
-            )
-            for scope, key, name, rule in plan
-        ]
+        user_id, user_rules, global_rules = key
+        results = []
+        for bucket in _buckets(user_rules, global_rules):
+            hash_key = _bucket_key("local", user_id, bucket)
+            for name, rule in bucket.windows:
+                tat = self._tats.get((hash_key, name))
+                step = gcra(tat, now, rule.interval_us, rule.burst, refund=refund)
+                results.append((bucket.scope, (hash_key, name), rule, step))
         allowed = all(r[3][0] for r in results)
         if allowed:
             for _, slot, _, (_, new, _, _) in results:
                 self._tats[slot] = new
         if len(self._tats) > 100_000:  # forget full buckets: they equal fresh ones
             self._tats = {k: v for k, v in self._tats.items() if v > now}
-        retry = max(r[3][3] for r in results)
+        retry = max((r[3][3] for r in results), default=0)
         windows = tuple(
             Window(scope, rule, max(0, remaining), new - now)
             for scope, _, rule, (_, new, remaining, _) in results
@@ -282,17 +272,15 @@ class MemoryLimiter:
     async def charge(
         self, user_id: str, user_rules: Sequence[LimitRule], global_rules: Sequence[LimitRule]
     ) -> Charge:
-        plan = _plan("local", user_id, user_rules, global_rules)
-        if not plan:
-            return Charge(True, 0, (), (user_id, (), ()))
-        allowed, retry, windows = self._step(plan, refund=False)
-        return Charge(allowed, retry, windows, (user_id, tuple(user_rules), tuple(global_rules)))
+        key = (user_id, tuple(user_rules), tuple(global_rules))
+        allowed, retry, windows = self._step(key, refund=False)
+        return Charge(allowed, retry, windows, key)
 
     async def refund(self, charge: Charge) -> None:
         if charge.refunded or not charge.allowed or not charge.windows:
             return
         charge.refunded = True
-        self._step(_plan("local", *charge.key), refund=True)
+        self._step(charge.key, refund=True)
 
     async def peek(self, user_id: str, rules: Sequence[LimitRule]) -> tuple[Window, ...]:
         key = user_key("local", user_id)
