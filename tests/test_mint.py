@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -196,6 +197,31 @@ class TestRequestErrors:
         assert_error(
             mint(broker, token=make_token(new_user()), content=content), 413, "body_too_large"
         )
+
+    @pytest.mark.parametrize(("size", "status"), [(100, 200), (70_000, 413)])
+    def test_chunked_body_is_read_whole_and_capped(
+        self, broker: TokenbrokerServer, upstream: FakeUpstream, size: int, status: int
+    ) -> None:
+        """A body without Content-Length arrives in pieces: read whole, or 413 past 64 KiB."""
+        body = b'{"voice": "ash"' + b" " * size + b"}"  # JSON allows the padding
+
+        def pieces() -> Iterator[bytes]:
+            for at in range(0, len(body), 4096):
+                yield body[at : at + 4096]
+
+        response = httpx.post(
+            broker.url + SESSIONS,
+            content=pieces(),
+            headers={"Content-Type": "application/json",
+                     "Authorization": f"Bearer {make_token(new_user())}"},
+            timeout=10,
+        )  # fmt: skip
+        assert "content-length" not in response.request.headers
+        if status == 200:
+            assert response.status_code == 200, response.text
+            assert json.loads(upstream.received()[-1]["body"])["voice"] == "ash"
+        else:
+            assert_error(response, 413, "body_too_large")
 
     def test_wrong_media_type(self, broker: TokenbrokerServer, upstream: FakeUpstream) -> None:
         """Only application/json bodies are read."""

@@ -53,11 +53,11 @@ def admin_routes(admin_token: str) -> list[Route]:
         return JSONResponse(body)
 
     async def apply(request: Request) -> Response:
-        if media_type(request) not in YAML_TYPES:
+        if media_type(request.scope["headers"]) not in YAML_TYPES:
             raise UnsupportedMediaType(
                 "unsupported_media_type", "Send the policy file as application/yaml."
             )
-        raw = await read_body(request, MAX_POLICY_BYTES)
+        raw = await read_body(request.scope["headers"], request.receive, MAX_POLICY_BYTES)
         try:
             text = raw.decode()
         except UnicodeDecodeError:
@@ -84,7 +84,8 @@ def admin_routes(admin_token: str) -> list[Route]:
     async def user(request: Request) -> Response:
         operations, sub = _operations(request), request.path_params["sub"]
         if request.method == "PUT":
-            body: Any = parse_json(await read_body(request, 4096) or b"{}")
+            raw = await read_body(request.scope["headers"], request.receive, 4096)
+            body: Any = parse_json(raw or b"{}")
             policy = body.get("policy") if isinstance(body, dict) else None
             if not isinstance(policy, str):
                 raise InvalidRequest("invalid_type", "'policy' must be a string.", param="policy")

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import error_body
 from .metrics import Metrics
 from .mint import MintLog
+from .request_body import header
 
 log = logging.getLogger("tokenbroker.access")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
@@ -39,13 +40,6 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     return os.urandom(16).hex()
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
-    for key, value in headers:
-        if key == name:
-            return value.decode("latin-1")
-    return ""
-
-
 class Edge:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -61,7 +55,7 @@ class Edge:
         mint_log = MintLog(
             request_id=request_id,
             client_ip=client[0] if client else "",
-            user_agent=_header(scope["headers"], b"user-agent"),
+            user_agent=header(scope["headers"], b"user-agent") or "",
         )
         scope.setdefault("state", {})
         scope["state"]["request_id"] = request_id
