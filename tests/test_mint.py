@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -222,6 +223,22 @@ class TestRequestErrors:
             assert json.loads(upstream.received()[-1]["body"])["voice"] == "ash"
         else:
             assert_error(response, 413, "body_too_large")
+
+    def test_client_leaving_mid_body_is_logged_not_an_error(
+        self, broker: TokenbrokerServer, upstream: FakeUpstream
+    ) -> None:
+        """A client that hangs up before its body arrives: one log line with status 499 and
+        outcome client_disconnected, no traceback, no call upstream."""
+        request_id = f"gone-{uuid.uuid4().hex}"
+        with socket.create_connection(("127.0.0.1", broker.port)) as conn:
+            conn.sendall(
+                f"POST {SESSIONS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: 100\r\nX-Request-ID: {request_id}\r\n\r\n{{".encode()
+            )
+        line = json.loads(broker.process.wait_for(rf'^{{.*"{request_id}".*$').group(0))
+        assert (line["status"], line["outcome"]) == (499, "client_disconnected")
+        assert "unhandled error" not in broker.logs()
+        assert upstream.received() == []
 
     def test_wrong_media_type(self, broker: TokenbrokerServer, upstream: FakeUpstream) -> None:
         """Only application/json bodies are read."""
