@@ -13,7 +13,8 @@ end
 
 function request()
   index = index + 1
-  local headers = {["Content-Type"] = "application/json"}
+  -- A browser's request: cross-origin, so it carries Origin and gets CORS headers back.
+  local headers = {["Content-Type"] = "application/json", ["Origin"] = "https://app.bench.test"}
   if #tokens > 0 then
     headers["Authorization"] = "Bearer " .. tokens[(index % #tokens) + 1]
   end
