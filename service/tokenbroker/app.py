@@ -76,7 +76,7 @@ def _runtime(request: Request) -> Runtime:
 class CreateSession:
     """``POST /v1/realtime/sessions`` as a plain ASGI app: the hot path skips Starlette's
     Request object and the per-route exception wrapper (its errors still reach the app's
-    one handler, which renders them); measured ~6 µs less CPU per mint in a loop."""
+    one handler, which renders them): ~10 µs less CPU per mint (README, Performance)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime: Runtime = scope["app"].state.runtime

@@ -253,10 +253,20 @@ class Bench:
 
     def loaded(self, target: Server, tokens: Path, seconds: int = 0) -> tuple[float, float]:
         """Mints/s at saturation (64 connections) and the target's CPU µs per mint."""
-        used = target.cpu_seconds()
-        run_ = self.wrk(target, tokens, 64, seconds or self.plan.seconds)
-        assert run_["non2xx"] == 0 and run_["socket_errors"] == 0, (target.name, run_)
-        return run_["rps"], (target.cpu_seconds() - used) / run_["requests"] * 1e6
+        (result,) = self.loaded_together([(target, tokens)], 64, seconds or self.plan.seconds)
+        return result
+
+    def loaded_together(
+        self, targets: list[tuple[Server, Path]], connections: int, seconds: int
+    ) -> list[tuple[float, float]]:
+        """Each target's mints/s and CPU µs per mint, all loaded at the same time."""
+        used = [target.cpu_seconds() for target, _ in targets]
+        runs = self.wrk_together(targets, connections, seconds)
+        results = []
+        for (target, _), before, run_ in zip(targets, used, runs, strict=True):
+            assert run_["non2xx"] == 0 and run_["socket_errors"] == 0, (target.name, run_)
+            results.append((run_["rps"], (target.cpu_seconds() - before) / run_["requests"] * 1e6))
+        return results
 
     def stop(self) -> None:
         for server in reversed(self.servers):
@@ -410,16 +420,11 @@ def run(plan: Plan, out: Path) -> dict[str, Any]:
         # code and data warmed up.
         bench.wrk_together([(broker, assigned), (broker_many, assigned)], 32, plan.seconds)
         for _ in range(plan.rounds):
-            used = {"one": broker.cpu_seconds(), "many": broker_many.cpu_seconds()}
-            loads = bench.wrk_together(
+            one_run, many_run = bench.loaded_together(
                 [(broker, assigned), (broker_many, assigned)], 32, plan.seconds
             )
-            for (name, target), load in zip(
-                (("one", broker), ("many", broker_many)), loads, strict=True
-            ):
-                assert load["non2xx"] == 0 and load["socket_errors"] == 0, (name, load)
-                cpu_us = (target.cpu_seconds() - used[name]) / load["requests"] * 1e6
-                runs[name].append((load["rps"], cpu_us))
+            runs["one"].append(one_run)
+            runs["many"].append(many_run)
         one_rps, many_rps = ([rps for rps, _ in runs[k]] for k in ("one", "many"))
         one_cpu, many_cpu = ([cpu for _, cpu in runs[k]] for k in ("one", "many"))
         result["policies"] = {
