@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from servers import RedisServer, TokenbrokerServer
-from tokenbroker.devtokens import sign_token
+from tokenbroker.dev.tokens import sign_token
 
 JWT_SECRET = "test-hs256-secret-CANARY-0123456789abcdef"
 API_KEY = "sk-test-CANARY-upstream-key-7f3e9a"

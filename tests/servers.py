@@ -14,13 +14,26 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
 
 START_TIMEOUT = 20.0
+
+
+def wait_until(condition: Callable[[], object], limit: float = 10.0, pause: float = 0.01) -> float:
+    """Seconds until ``condition()`` is true, checking every ``pause``; fails after ``limit``.
+
+    The one way tests wait for something another process does: bounded, and never a
+    busy loop (``pause`` is short against what is measured with it)."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < limit, "condition never held"
+        time.sleep(pause)
+    return time.monotonic() - start
 
 
 def free_port() -> int:

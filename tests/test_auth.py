@@ -284,7 +284,7 @@ def test_jwks_keys_are_fetched_once_for_many_tokens(
 
 def test_config_refuses_dangerous_providers(tmp_path: Path) -> None:
     """Mixing HS256 with public keys, or fetching JWKS over plain http, is a config error."""
-    from tokenbroker.settings import SettingsError, settings_from_dict
+    from tokenbroker.config.load import SettingsError, settings_from_dict
 
     bad = {"auth": {"providers": [
         {"issuer": "a", "algorithms": ["RS256", "HS256"], "jwks_url": "https://a/jwks"},
@@ -313,9 +313,9 @@ def test_config_refuses_dangerous_providers(tmp_path: Path) -> None:
 async def test_leeway_and_audience_lists(
     tmp_path: Path, overrides: dict[str, Any], code: str | None
 ) -> None:
-    from tokenbroker.auth import Authenticator
+    from tokenbroker.auth.authenticator import Authenticator
+    from tokenbroker.config.load import settings_from_dict
     from tokenbroker.errors import AuthenticationFailed
-    from tokenbroker.settings import settings_from_dict
 
     provider = {"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": ["HS256"],
                 "hs256_secret_env": "SECRET"}  # fmt: skip
@@ -323,7 +323,7 @@ async def test_leeway_and_audience_lists(
         {"auth": {"providers": [provider], "leeway": "30s"}}, {"SECRET": JWT_SECRET}, tmp_path
     )
     token = forge(HS, claims(**overrides))
-    authenticator = Authenticator(settings)
+    authenticator = Authenticator(settings.auth)
     if code is None:
         assert (await authenticator.verify(token)).user_id == "mallory"
     else:
@@ -341,7 +341,7 @@ class Clock:
 
 
 def hs_settings(tmp_path: Path, **auth: Any) -> Any:
-    from tokenbroker.settings import settings_from_dict
+    from tokenbroker.config.load import settings_from_dict
 
     provider = {"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": ["HS256"],
                 "hs256_secret_env": "SECRET"}  # fmt: skip
@@ -353,14 +353,14 @@ async def test_a_verified_token_is_remembered_until_it_expires(tmp_path: Path) -
     """A second presentation is a cache hit; past exp + leeway the token is refused again;
     the least recently used entry leaves first when the byte budget is full; 0 turns the
     cache off, and an entry larger than the budget is simply not kept."""
-    from tokenbroker.auth import Authenticator
+    from tokenbroker.auth.authenticator import Authenticator
     from tokenbroker.errors import AuthenticationFailed
 
     clock = Clock(NOW)
     token = forge(HS, claims(sub="short", exp=NOW + 60))
     two_entries = 2 * (2 * len(token) + 1024) + 10  # room for two entries, not three
     authenticator = Authenticator(
-        hs_settings(tmp_path, verified_cache_bytes=two_entries), clock=clock
+        hs_settings(tmp_path, verified_cache_bytes=two_entries).auth, clock=clock
     )
     first = await authenticator.verify(token)
     assert await authenticator.verify(token) is first
@@ -381,7 +381,9 @@ async def test_a_verified_token_is_remembered_until_it_expires(tmp_path: Path) -
     assert again == seen[c] and again is not seen[c]
 
     for budget in (0, 100):  # off; smaller than one entry
-        uncached = Authenticator(hs_settings(tmp_path, verified_cache_bytes=budget), clock=clock)
+        uncached = Authenticator(
+            hs_settings(tmp_path, verified_cache_bytes=budget).auth, clock=clock
+        )
         one, two = await uncached.verify(b), await uncached.verify(b)
         assert one == two and one is not two
 
@@ -389,9 +391,9 @@ async def test_a_verified_token_is_remembered_until_it_expires(tmp_path: Path) -
 async def test_a_key_rotated_out_of_the_jwks_ends_a_cached_verification(tmp_path: Path) -> None:
     """The hit asks the provider for the token's key again: once the JWKS no longer has
     it, the remembered token is refused like a new one."""
-    from tokenbroker.auth import Authenticator
+    from tokenbroker.auth.authenticator import Authenticator
+    from tokenbroker.config.load import settings_from_dict
     from tokenbroker.errors import AuthenticationFailed
-    from tokenbroker.settings import settings_from_dict
 
     old, new = new_key("old-key", "RS256"), new_key("new-key", "RS256")
     server = JwksServer()
@@ -402,7 +404,7 @@ async def test_a_key_rotated_out_of_the_jwks_ends_a_cached_verification(tmp_path
         settings = settings_from_dict({"auth": {"providers": [provider]}}, {}, tmp_path)
         clock = Clock(NOW)
         async with httpx.AsyncClient() as client:
-            authenticator = Authenticator(settings, client, clock=clock)
+            authenticator = Authenticator(settings.auth, client, clock=clock)
             token = old.sign(claims(iss=JWKS_ISSUER, sub="rotated"))
             first = await authenticator.verify(token)
             assert await authenticator.verify(token) is first

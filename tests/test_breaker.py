@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tokenbroker.breaker import CircuitBreaker
+from tokenbroker.infra.breaker import CircuitBreaker
 
 
 class Clock:

@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from tokenbroker.policy_store import parse_policy_text
-from tokenbroker.settings import settings_from_dict
+from tokenbroker.config.load import settings_from_dict
+from tokenbroker.policy.parse import parse_policy_text
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from tokenbroker.enforce import enforce
 from tokenbroker.errors import InvalidRequest, PermissionDenied
-from tokenbroker.policy import PolicySet
-from tokenbroker.policy_store import parse_policy_text
+from tokenbroker.policy.enforce import enforce
+from tokenbroker.policy.model import PolicySet
+from tokenbroker.policy.parse import parse_policy_text
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "policies.yaml"
 

@@ -9,9 +9,12 @@ import httpx
 import pytest
 
 from jwks_server import JwksServer, SigningKey, new_key
-from tokenbroker.jwks import JwksCache, JwksSettings, JwksUnavailable, make_jwks_client
+from tokenbroker.auth.jwks import JwksCache, JwksUnavailable, make_jwks_client
+from tokenbroker.config.settings import JwksSettings
 
-SETTINGS = JwksSettings(ttl=600, min_ttl=60, max_ttl=3600, cooldown=30, max_stale=7200)
+SETTINGS = JwksSettings(
+    cache_ttl=600.0, min_ttl=60.0, max_ttl=3600.0, refetch_cooldown=30.0, max_stale=7200.0
+)
 
 
 class Clock:

@@ -11,15 +11,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from servers import RedisServer
-from tokenbroker.limiter import (
-    Charge,
-    MemoryLimiter,
-    RedisLimiter,
-    gcra,
-    rate_limit_headers,
-    user_key,
-)
-from tokenbroker.limits import LimitRule, parse_duration
+from tokenbroker.limits.gcra import Charge, Window, gcra, user_key
+from tokenbroker.limits.headers import rate_limit_headers
+from tokenbroker.limits.memory import MemoryLimiter
+from tokenbroker.limits.redis import RedisLimiter
+from tokenbroker.limits.rules import LimitRule, parse_duration
 
 SECOND = 1_000_000
 
@@ -181,7 +177,6 @@ class TestRedisLimiter:
 def test_rate_limit_headers() -> None:
     """Structured-field RateLimit headers name every window and report the tightest."""
     limit = rule(5, "1m")
-    from tokenbroker.limiter import Window
 
     charge = Charge(
         True,

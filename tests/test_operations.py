@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import FakeUpstream, StartBroker, make_token
-from servers import RedisServer, TokenbrokerServer, free_port
+from servers import RedisServer, TokenbrokerServer, free_port, wait_until
 
 SESSIONS = "/v1/realtime/sessions"
 
@@ -31,12 +30,6 @@ def mint(broker: TokenbrokerServer, token: str, **headers: str) -> httpx.Respons
         timeout=30,
         headers={"Authorization": f"Bearer {token}", **headers},
     )
-
-
-def until(condition: Callable[[], bool], limit: float = 10.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +103,7 @@ class TestUpstreamFaults:
         assert reply.status_code == 502
         assert "not calling it" in reply.json()["error"]["message"]
         assert len(upstream.received()) == 5
-        until(lambda: mint(own, token).status_code == 200)
+        wait_until(lambda: mint(own, token).status_code == 200)
         assert (
             b'tokenbroker_circuit_state{dependency="upstream"} 0.0'
             in httpx.get(own.url + "/metrics").content
@@ -251,7 +244,7 @@ class TestAudit:
 
         key = f"{prefix}:audit".encode()
         # written in batches, after the replies
-        await asyncio.to_thread(until, lambda: store.xlen(key) >= 200)
+        await asyncio.to_thread(wait_until, lambda: store.xlen(key) >= 200)
         rows: Any = store.xrange(key)
         entries = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in rows]
         mine = [e for e in entries if e["request_id"] in set(ids)]
@@ -329,6 +322,6 @@ class TestAudit:
                     rows += store.xrange(key)  # type: ignore[arg-type]
                 return {fields[b"request_id"].decode() for _, fields in rows}
 
-            until(lambda: set(after) <= landed())
+            wait_until(lambda: set(after) <= landed())
         finally:
             store_server.stop()

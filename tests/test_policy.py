@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tokenbroker.policy import PolicyError
-from tokenbroker.policy_store import parse_policy_text
+from tokenbroker.policy.model import PolicyError
+from tokenbroker.policy.parse import parse_policy_text
 
 ROOT = Path(__file__).parent.parent
 INVALID = sorted((Path(__file__).parent / "policies" / "invalid").glob("*.yaml"))

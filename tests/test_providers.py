@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from jwks_server import JwksServer, SigningKey, new_key
-from tokenbroker.auth import Authenticator
+from tokenbroker.auth.authenticator import Authenticator
+from tokenbroker.config.load import settings_from_dict
 from tokenbroker.errors import AuthenticationFailed
-from tokenbroker.settings import settings_from_dict
 
 README = Path(__file__).parent.parent / "README.md"
 NOW = int(time.time())
@@ -75,7 +75,7 @@ async def authenticator(jwks: JwksServer) -> AsyncIterator[Authenticator]:
     env = {"TOKENBROKER_JWT_SECRET": "s" * 40}
     settings = settings_from_dict({"auth": {"providers": providers}}, env)
     async with httpx.AsyncClient() as client:
-        yield Authenticator(settings, client)
+        yield Authenticator(settings.auth, client)
 
 
 @pytest.mark.parametrize("name", ["auth0", "cognito", "keycloak", "firebase"])

@@ -9,7 +9,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
 from tokenbroker.errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
-from tokenbroker.request_body import read_body, read_json_bytes
+from tokenbroker.http.body import read_body, read_json_bytes
 
 JSON = [(b"content-type", b"application/json")]
 

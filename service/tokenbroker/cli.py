@@ -3,70 +3,63 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
 import json
-import os
 import shlex
 import sys
-import time
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import BrokerError
-from .limits import parse_duration
-from .policy import PolicyError
-from .policy_store import parse_policy_text
-from .server import run
-from .settings import ProviderSettings, Settings, SettingsError, load_settings
-
-DEFAULT_CONFIG = "config/broker.yaml"
-
-
-def _settings(args: argparse.Namespace, *, require_secrets: bool = True) -> Settings:
-    path = args.config or os.environ.get("TOKENBROKER_CONFIG") or DEFAULT_CONFIG
-    try:
-        return load_settings(path, os.environ, require_secrets=require_secrets)
-    except SettingsError as exc:
-        sys.exit(f"tokenbroker: {exc}")
+from tokenbroker.admin_cli import cmd_operate, cmd_policy, settings_from_args
+from tokenbroker.config.load import DEFAULT_CONFIG, environment
+from tokenbroker.config.settings import AuthSettings, PoliciesSettings, ProviderSettings, Settings
+from tokenbroker.server import run
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from .app import create_app
-    from .logs import configure_logging
-    from .runtime import redis_runtime
+    from tokenbroker.http.app import create_app
+    from tokenbroker.infra.logs import configure_logging
+    from tokenbroker.wiring import redis_runtime
 
-    settings = _settings(args)
-    configure_logging(settings.log_level, settings.log_format)
+    settings = settings_from_args(args)
+    configure_logging(settings.log.level, settings.log.format)
     app = create_app(settings, redis_runtime)
-    port = settings.port if args.port is None else args.port
+    port = settings.server.port if args.port is None else args.port
     run(
         app,
-        args.host or settings.host,
+        args.host or settings.server.host,
         port,
-        delay=settings.shutdown_delay,
-        grace=settings.shutdown_grace,
+        delay=settings.shutdown.delay,
+        grace=settings.shutdown.grace,
     )
 
 
 def dev_settings(policies: Path, secret: str) -> Settings:
     provider = ProviderSettings(
-        "dev", "tokenbroker-dev", ("tokenbroker",), ("HS256",), hs256_secret=secret
+        name="dev",
+        issuer="tokenbroker-dev",
+        audiences=("tokenbroker",),
+        algorithms=("HS256",),
+        hs256_secret=secret,
     )
-    return Settings(providers=(provider,), policies_file=policies, fail_mode="local")
+    return Settings(
+        auth=AuthSettings(providers=(provider,)),
+        policies=PoliciesSettings(file=policies),
+        fail_mode="local",
+    )
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    from .app import create_app
-    from .devtokens import DEV_AUDIENCE, DEV_ISSUER, dev_signing_key, sign_token
-    from .logs import configure_logging
-    from .runtime import memory_runtime
+    from tokenbroker.dev.runtime import memory_runtime
+    from tokenbroker.dev.tokens import DEV_AUDIENCE, DEV_ISSUER, dev_signing_key, sign_token
+    from tokenbroker.http.app import create_app
+    from tokenbroker.infra.logs import configure_logging
 
     policies = Path(args.policies)
     if not policies.is_file():
         sys.exit(f"tokenbroker dev: no policy file at {policies} (pass --policies FILE)")
-    secret = dev_signing_key(os.environ)
+    secret = dev_signing_key(environment())
     settings = dev_settings(policies, secret)
 
     def token() -> str:
@@ -74,7 +67,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
             secret, issuer=DEV_ISSUER, audience=DEV_AUDIENCE, sub=args.sub, ttl=12 * 3600
         )
 
-    page = (Path(__file__).parent / "demo.html").read_text()
+    page = resources.files("tokenbroker.dev").joinpath("demo.html").read_text()
 
     def index_html() -> str:
         return page.replace("__TOKEN__", token()).replace("__SUB__", args.sub)
@@ -95,7 +88,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
 
 
 def cmd_token(args: argparse.Namespace) -> None:
-    from .devtokens import DEV_AUDIENCE, DEV_ISSUER, dev_signing_key, sign_token
+    from tokenbroker.dev.tokens import DEV_AUDIENCE, DEV_ISSUER, dev_signing_key, sign_token
 
     claims: dict[str, Any] = {}
     for item in args.claim:
@@ -103,15 +96,15 @@ def cmd_token(args: argparse.Namespace) -> None:
         if not sep:
             sys.exit(f"tokenbroker token: --claim wants key=value, got {item!r}")
         claims[key] = value
-    if args.config or os.environ.get("TOKENBROKER_CONFIG"):
-        settings = _settings(args)
-        provider = next((p for p in settings.providers if p.hs256_secret), None)
+    if args.config or "TOKENBROKER_CONFIG" in environment():
+        settings = settings_from_args(args)
+        provider = next((p for p in settings.auth.providers if p.hs256_secret), None)
         if provider is None:
             sys.exit("tokenbroker token: no HS256 provider with a secret in this config")
         secret, issuer = provider.hs256_secret or "", provider.issuer
         audience = provider.audiences[0] if provider.audiences else None
     else:
-        secret, issuer, audience = dev_signing_key(os.environ), DEV_ISSUER, DEV_AUDIENCE
+        secret, issuer, audience = dev_signing_key(environment()), DEV_ISSUER, DEV_AUDIENCE
     print(
         sign_token(
             secret, issuer=issuer, audience=audience, sub=args.sub, claims=claims, ttl=args.ttl
@@ -120,8 +113,8 @@ def cmd_token(args: argparse.Namespace) -> None:
 
 
 def cmd_fake_upstream(args: argparse.Namespace) -> None:
-    from .fake_upstream import FakeControls, create_fake_upstream
-    from .logs import configure_logging
+    from tokenbroker.fake_upstream.app import FakeControls, create_fake_upstream
+    from tokenbroker.infra.logs import configure_logging
 
     configure_logging("info", "json")
     controls = FakeControls(
@@ -131,103 +124,6 @@ def cmd_fake_upstream(args: argparse.Namespace) -> None:
         record=not args.no_record,
     )
     run(create_fake_upstream(controls), args.host, args.port, grace=1)
-
-
-# --- operator commands: the same Operations as the admin API ---------------------------
-
-
-def _print_policy_errors(path: str, exc: PolicyError) -> None:
-    print(f"{path}: invalid policy document", file=sys.stderr)
-    for error in exc.errors:
-        print(f"  {error}", file=sys.stderr)
-
-
-def _read_policy_file(path: str) -> str:
-    try:
-        text = Path(path).read_text()
-        parse_policy_text(text)
-    except OSError as exc:
-        sys.exit(f"tokenbroker: cannot read {path}: {exc}")
-    except PolicyError as exc:
-        _print_policy_errors(path, exc)
-        sys.exit(1)
-    return text
-
-
-async def _operate(args: argparse.Namespace) -> None:
-    from .audit import RedisAudit
-    from .limiter import RedisLimiter
-    from .operations import Operations
-    from .policy_store import RedisPolicyStore
-    from .redis_clients import connect
-
-    settings = dataclasses.replace(_settings(args, require_secrets=False), redis_timeout=5.0)
-    client = connect(settings)
-    ops = Operations(
-        RedisPolicyStore(client, settings.redis_prefix),
-        RedisLimiter(client, settings.redis_prefix, cluster=settings.redis_cluster),
-        RedisAudit(client, f"{settings.redis_prefix}:audit", settings.audit_max_entries),
-    )
-    try:
-        await _dispatch(args, ops)
-    except BrokerError as exc:
-        sys.exit(f"tokenbroker: {exc.message}")
-    finally:
-        await client.aclose()
-
-
-async def _dispatch(args: argparse.Namespace, ops: Any) -> None:
-    sub_command = getattr(args, "policy_command", None) or getattr(args, "user_command", None)
-    action = f"{args.command} {sub_command or args.audit_command}"
-    if action == "policy apply":
-        applied = await ops.apply(_read_policy_file(args.file), dry_run=args.dry_run,
-                                  note=args.file)  # fmt: skip
-        print(applied.diff or "no changes")
-        print(
-            "dry run: nothing applied" if args.dry_run else f"applied as version {applied.version}"
-        )
-    elif action == "policy show":
-        live, _ = await ops.live()
-        print(live.text if live else "no policies applied yet", end="" if live else "\n")
-    elif action == "policy history":
-        live, _ = await ops.live()
-        for item in await ops.history():
-            mark = "*" if live and item.version == live.version else " "
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item.applied_at))
-            print(f"{mark} {item.version:>5}  {stamp}Z  {item.note}")
-    elif action == "policy rollback":
-        version = await ops.rollback(args.version)
-        print(f"rolled back to version {args.version} as version {version}")
-    elif action == "user assign":
-        await ops.assign(args.sub, args.policy)
-        print(json.dumps(await ops.user(args.sub), indent=2))
-    elif action == "user unassign":
-        await ops.unassign(args.sub)
-        print(json.dumps(await ops.user(args.sub), indent=2))
-    elif action == "user show":
-        print(json.dumps(await ops.user(args.sub), indent=2))
-    elif action == "user reset":
-        await ops.reset(args.sub)
-        print(json.dumps(await ops.user(args.sub), indent=2))
-    elif action == "audit tail":
-        since = None
-        if args.since:
-            since = int((time.time() - parse_duration(args.since)) * 1000)
-        entries = await ops.audit.read(user=args.user, since_ms=since, count=args.count)
-        for entry in reversed(entries):  # oldest first, like tail
-            print(json.dumps(entry))
-
-
-def cmd_policy(args: argparse.Namespace) -> None:
-    if args.policy_command == "validate":
-        _read_policy_file(args.file)
-        print(f"{args.file}: valid")
-    else:
-        asyncio.run(_operate(args))
-
-
-def cmd_operate(args: argparse.Namespace) -> None:
-    asyncio.run(_operate(args))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from yarl import URL
 
 from tokenbroker.server import run
-from tokenbroker.upstream import make_session
+from tokenbroker.upstream.client import make_session
 
 
 def create_floor(upstream_url: str, api_key: str) -> Starlette:
@@ -48,7 +48,7 @@ if __name__ == "__main__":
     parser.add_argument("--api-key", default="sk-bench")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    from tokenbroker.logs import configure_logging
+    from tokenbroker.infra.logs import configure_logging
 
     configure_logging("warning", "json")
     import logging

@@ -33,7 +33,7 @@ ROOT = HERE.parent.parent
 sys.path[:0] = [str(ROOT / "service"), str(ROOT / "tests")]
 
 from servers import RedisServer, free_port  # noqa: E402
-from tokenbroker.devtokens import sign_token  # noqa: E402
+from tokenbroker.dev.tokens import sign_token  # noqa: E402
 
 SECRET = "bench-hs256-secret-0123456789abcdef-0123"
 ISSUER, AUDIENCE, API_KEY = "https://bench.test", "tokenbroker", "sk-bench-key"
@@ -304,8 +304,8 @@ async def memory_per_user(redis_url: str, users: int) -> float:
     """Bytes of Redis memory per active user: the broker's limiter, one charge per user."""
     import redis.asyncio as aioredis
 
-    from tokenbroker.limiter import RedisLimiter
-    from tokenbroker.limits import LimitRule
+    from tokenbroker.limits.redis import RedisLimiter
+    from tokenbroker.limits.rules import LimitRule
 
     client = aioredis.Redis.from_url(redis_url, max_connections=64)
     limiter = RedisLimiter(client, "mem")

@@ -1,0 +1,124 @@
+"""The operator commands (``policy``, ``user``, ``audit``): the same Operations as the
+admin API, on the store named by the config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tokenbroker.config.load import SettingsError, config_path, environment, load_settings
+from tokenbroker.config.settings import Settings
+from tokenbroker.errors import BrokerError
+from tokenbroker.limits.rules import parse_duration
+from tokenbroker.policy.model import PolicyError
+from tokenbroker.policy.parse import parse_policy_text
+
+
+def settings_from_args(args: argparse.Namespace, *, require_secrets: bool = True) -> Settings:
+    """The settings named by ``--config`` (or the environment), or exit naming every error."""
+    path = config_path(args.config, environment())
+    try:
+        return load_settings(path, environment(), require_secrets=require_secrets)
+    except SettingsError as exc:
+        sys.exit(f"tokenbroker: {exc}")
+
+
+def _print_policy_errors(path: str, exc: PolicyError) -> None:
+    print(f"{path}: invalid policy document", file=sys.stderr)
+    for error in exc.errors:
+        print(f"  {error}", file=sys.stderr)
+
+
+def _read_policy_file(path: str) -> str:
+    try:
+        text = Path(path).read_text()
+        parse_policy_text(text)
+    except OSError as exc:
+        sys.exit(f"tokenbroker: cannot read {path}: {exc}")
+    except PolicyError as exc:
+        _print_policy_errors(path, exc)
+        sys.exit(1)
+    return text
+
+
+async def _operate(args: argparse.Namespace) -> None:
+    from tokenbroker.flow.operations import Operations
+    from tokenbroker.infra.audit import RedisAudit
+    from tokenbroker.infra.redis import connect
+    from tokenbroker.limits.redis import RedisLimiter
+    from tokenbroker.policy.store import RedisPolicyStore
+
+    base = settings_from_args(args, require_secrets=False)
+    redis = base.redis.model_copy(update={"timeout": 5.0})  # operators wait longer than mints
+    settings = base.model_copy(update={"redis": redis})
+    client = connect(settings)
+    ops = Operations(
+        RedisPolicyStore(client, settings.redis.prefix),
+        RedisLimiter(client, settings.redis.prefix, cluster=settings.redis.cluster),
+        RedisAudit(client, f"{settings.redis.prefix}:audit", settings.audit.max_entries),
+    )
+    try:
+        await _dispatch(args, ops)
+    except BrokerError as exc:
+        sys.exit(f"tokenbroker: {exc.message}")
+    finally:
+        await client.aclose()
+
+
+async def _dispatch(args: argparse.Namespace, ops: Any) -> None:
+    sub_command = getattr(args, "policy_command", None) or getattr(args, "user_command", None)
+    action = f"{args.command} {sub_command or args.audit_command}"
+    if action == "policy apply":
+        applied = await ops.apply(_read_policy_file(args.file), dry_run=args.dry_run,
+                                  note=args.file)  # fmt: skip
+        print(applied.diff or "no changes")
+        print(
+            "dry run: nothing applied" if args.dry_run else f"applied as version {applied.version}"
+        )
+    elif action == "policy show":
+        live, _ = await ops.live()
+        print(live.text if live else "no policies applied yet", end="" if live else "\n")
+    elif action == "policy history":
+        live, _ = await ops.live()
+        for item in await ops.history():
+            mark = "*" if live and item.version == live.version else " "
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item.applied_at))
+            print(f"{mark} {item.version:>5}  {stamp}Z  {item.note}")
+    elif action == "policy rollback":
+        version = await ops.rollback(args.version)
+        print(f"rolled back to version {args.version} as version {version}")
+    elif action == "user assign":
+        await ops.assign(args.sub, args.policy)
+        print(json.dumps(await ops.user(args.sub), indent=2))
+    elif action == "user unassign":
+        await ops.unassign(args.sub)
+        print(json.dumps(await ops.user(args.sub), indent=2))
+    elif action == "user show":
+        print(json.dumps(await ops.user(args.sub), indent=2))
+    elif action == "user reset":
+        await ops.reset(args.sub)
+        print(json.dumps(await ops.user(args.sub), indent=2))
+    elif action == "audit tail":
+        since = None
+        if args.since:
+            since = int((time.time() - parse_duration(args.since)) * 1000)
+        entries = await ops.audit.read(user=args.user, since_ms=since, count=args.count)
+        for entry in reversed(entries):  # oldest first, like tail
+            print(json.dumps(entry))
+
+
+def cmd_policy(args: argparse.Namespace) -> None:
+    if args.policy_command == "validate":
+        _read_policy_file(args.file)
+        print(f"{args.file}: valid")
+    else:
+        asyncio.run(_operate(args))
+
+
+def cmd_operate(args: argparse.Namespace) -> None:
+    asyncio.run(_operate(args))

@@ -1,0 +1,1 @@
+"""Who is calling: JWT verification against the configured providers, JWKS caching."""

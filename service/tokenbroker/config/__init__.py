@@ -1,0 +1,1 @@
+"""Settings: typed sections with one default each, loaded from YAML and the environment."""

@@ -1,0 +1,172 @@
+"""The one settings object: typed sections, each setting's default written once (here and in
+:mod:`.auth`).
+
+Each section is a frozen pydantic model that refuses unknown keys and wrong types; the
+README's configuration table is generated from these models (``Field`` descriptions and
+defaults), and a test holds the two equal. Values that come from the environment
+(secrets, ``REDIS_URL``, proxies) are marked ``env`` and filled in by :mod:`.load`, the
+only reader of the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from tokenbroker.config.auth import AuthSettings, JwksSettings, ProviderSettings
+from tokenbroker.config.base import Duration, Section, env_field, relative
+
+__all__ = ["AuthSettings", "JwksSettings", "ProviderSettings", "Settings"]
+
+
+class ServerSettings(Section):
+    host: str = Field("127.0.0.1", description="listen address (`--host` overrides)")
+    port: int = Field(8080, ge=0, le=65535, description="listen port (`--port` overrides)")
+
+
+class UpstreamSettings(Section):
+    url: str = Field(
+        "https://api.openai.com/v1",
+        description="the broker calls `POST {url}/realtime/sessions`",
+    )
+    connect_timeout: Duration = Field(
+        "2s", validate_default=True, description="TCP/TLS connect timeout"
+    )
+    timeout: Duration = Field(
+        "10s",
+        validate_default=True,
+        description="total deadline of one upstream call (504 after it)",
+    )
+    retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="retries on connection errors and 500/502/503/504, within the deadline",
+    )
+    max_connections: int = Field(2000, ge=1, description="HTTP connection pool to the upstream")
+    organization: str | None = Field(None, description="sent as `OpenAI-Organization`")
+    project: str | None = Field(None, description="sent as `OpenAI-Project`")
+    api_key: str | None = env_field("OPENAI_API_KEY", "the organisation's key")
+    proxy: str | None = env_field(
+        "HTTPS_PROXY", "proxy for the upstream call, by the scheme of `url` (`NO_PROXY` too)"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The extra headers of every upstream call."""
+        named = (("OpenAI-Organization", self.organization), ("OpenAI-Project", self.project))
+        return {header: value for header, value in named if value}
+
+
+class RedisSettings(Section):
+    url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="the shared store (`rediss://` for TLS); `$REDIS_URL` overrides",
+    )
+    prefix: str = Field("tb", min_length=1, description="every key starts with it")
+    timeout: Duration = Field(
+        "1s", validate_default=True, description="connect, socket and pool-wait timeout of one call"
+    )
+    max_connections: int = Field(
+        1024, ge=1, description="connection pool bound per replica (single node)"
+    )
+    cluster: bool = Field(
+        False, description="Redis Cluster mode (`$REDIS_CLUSTER=true` also sets it)"
+    )
+    ca_file: Path | None = Field(None, strict=False, description="TLS: CA to verify the server")
+    cert_file: Path | None = Field(None, strict=False, description="TLS: client certificate (mTLS)")
+    key_file: Path | None = Field(None, strict=False, description="TLS: client key (mTLS)")
+
+    _paths = field_validator("ca_file", "cert_file", "key_file", mode="before")(relative)
+
+
+class PoliciesSettings(Section):
+    file: Path | None = Field(
+        None,
+        strict=False,
+        description="policy YAML (must exist), applied as version 1 when the store is empty",
+    )
+    refresh_interval: Duration = Field(
+        "500ms", validate_default=True, description="how often a replica checks for a new version"
+    )
+
+    _paths = field_validator("file", mode="before")(relative)
+
+    @field_validator("file")
+    @classmethod
+    def _exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and (info.context or {}).get("require_files") and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+
+class CorsSettings(Section):
+    allowed_origins: tuple[str, ...] = Field(
+        (), strict=False, description="exact origins allowed to call from a browser (no `*`)"
+    )
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _exact(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "*" in value:
+            raise ValueError("must be a list of exact origins (no '*')")
+        return value
+
+
+class HttpSettings(Section):
+    max_body_bytes: int = Field(65536, ge=1, description="larger bodies get 413")
+
+
+class LogSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    format: Literal["json", "text"] = Field("json", description="one JSON object per line, or text")
+
+
+class AuditSettings(Section):
+    max_entries: int = Field(1_000_000, ge=1, description="approximate cap of the audit stream")
+    flush_interval: Duration = Field(
+        "100ms", validate_default=True, description="entries gather this long, then go in one batch"
+    )
+
+
+class ShutdownSettings(Section):
+    delay: Duration = Field(
+        "5s",
+        validate_default=True,
+        description="after SIGTERM: not ready, still serving, for this long",
+    )
+    grace: Duration = Field(
+        "30s", validate_default=True, description="then: time in-flight requests get to finish"
+    )
+
+
+class Settings(Section):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    fail_mode: Literal["closed", "open", "local"] = Field(
+        "closed",
+        description="Redis unreachable: `closed` → 503 `store_unavailable`; `open` → mint "
+        "without limits; `local` → per-process limits",
+    )
+    policies: PoliciesSettings = Field(default_factory=PoliciesSettings)
+    auth: AuthSettings
+    cors: CorsSettings = Field(default_factory=CorsSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    admin_token: str | None = env_field(
+        "TOKENBROKER_ADMIN_TOKEN", "enables the admin API under `/admin/` with this credential"
+    )

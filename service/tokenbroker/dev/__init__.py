@@ -1,0 +1,1 @@
+"""`tokenbroker dev`: dev signing keys and tokens, the in-process runtime, the demo page."""

@@ -1,0 +1,123 @@
+"""Operator actions on policies and users, shared by the CLI and the admin HTTP API.
+
+Failures are BrokerErrors (400 ``invalid_policy``, 404 ``not_found``) so the admin API
+renders them like every other error and the CLI prints their message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from tokenbroker.errors import InvalidRequest, NotFound
+from tokenbroker.infra.audit import AuditTrail
+from tokenbroker.limits.gcra import LimitState
+from tokenbroker.policy.model import PolicyError, PolicySet
+from tokenbroker.policy.parse import parse_policy_text
+from tokenbroker.policy.store import PolicyStore, PolicyVersion
+
+
+def _invalid(exc: PolicyError) -> InvalidRequest:
+    return InvalidRequest("invalid_policy", "; ".join(exc.errors), param="policy")
+
+
+def validate(text: str) -> PolicySet:
+    try:
+        return parse_policy_text(text)
+    except PolicyError as exc:
+        raise _invalid(exc) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    diff: str
+    version: int | None  # None for a dry run
+
+
+class Operations:
+    def __init__(self, store: PolicyStore, limits: LimitState, audit: AuditTrail) -> None:
+        self.store = store
+        self.limits = limits
+        self.audit = audit
+
+    async def live(self) -> tuple[PolicyVersion | None, PolicySet | None]:
+        version, _ = await self.store.stamp()
+        record = await self.store.get(version) if version else None
+        if record is None:
+            return None, None
+        try:
+            return record, parse_policy_text(record.text)
+        except PolicyError:
+            return record, None
+
+    async def apply(self, text: str, *, dry_run: bool = False, note: str = "") -> Applied:
+        """Validate, diff against the live version, and (unless a dry run) apply."""
+        validate(text)
+        live, _ = await self.live()
+        before = live.text if live else ""
+        name = f"live (version {live.version})" if live else "live (none)"
+        diff = "".join(
+            difflib.unified_diff(
+                before.splitlines(keepends=True), text.splitlines(keepends=True), name, "new"
+            )
+        )
+        if dry_run:
+            return Applied(diff, None)
+        return Applied(diff, await self.store.apply(text, note=note))
+
+    async def rollback(self, version: int) -> int:
+        target = await self.store.get(version)
+        if target is None:
+            raise NotFound("not_found", f"No policy version {version}.")
+        validate(target.text)
+        return await self.store.apply(target.text, note=f"rollback to {version}")
+
+    async def history(self) -> list[PolicyVersion]:
+        return await self.store.history()
+
+    async def assign(self, user_id: str, policy: str) -> None:
+        _, policies = await self.live()
+        if policies is None or policy not in policies.policies:
+            raise NotFound("not_found", f"No policy named {policy!r} in the live version.")
+        await self.store.assign(user_id, policy)
+
+    async def unassign(self, user_id: str) -> None:
+        await self.store.assign(user_id, None)
+
+    async def user(self, user_id: str) -> dict[str, Any]:
+        """The user's policy (without token claims) and the state of their limits."""
+        record, policies = await self.live()
+        if policies is None:
+            raise NotFound("not_found", "No valid policy version is live.")
+        assigned = (await self.store.assignments()).get(user_id)
+        policy = policies.select(user_id, {}, {user_id: assigned} if assigned else None)
+        source = (
+            "assignment"
+            if assigned == policy.name
+            else "policy file users"
+            if user_id in policies.users
+            else "default_policy (or the token's policy claim)"
+        )
+        windows = await self.limits.peek(user_id, policy.limits)
+        return {
+            "user": user_id,
+            "policy": policy.name,
+            "policy_source": source,
+            "policy_version": record.version if record else None,
+            "limits": [
+                {
+                    "window": w.rule.name,
+                    "limit": w.rule.limit,
+                    "burst": w.rule.burst,
+                    "remaining": w.remaining,
+                    "full_in_seconds": math.ceil(w.reset_us / 1_000_000),
+                }
+                for w in windows
+            ],
+            "recent_mints": await self.audit.read(user=user_id, count=10),
+        }
+
+    async def reset(self, user_id: str) -> None:
+        await self.limits.reset(user_id)

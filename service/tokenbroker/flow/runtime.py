@@ -1,0 +1,42 @@
+"""What a request needs at run time: the broker, the operator actions, readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from tokenbroker.config.settings import Settings
+from tokenbroker.flow.mint import Broker
+from tokenbroker.flow.operations import Operations
+
+
+@dataclass
+class Runtime:
+    broker: Broker
+    settings: Settings
+    operations: Operations
+    store_ping: Callable[[], Awaitable[bool]] | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    draining: bool = False
+
+    async def ready(self) -> tuple[bool, str]:
+        """Whether this replica can mint now, and why not."""
+        if self.draining:
+            return False, "shutting down"
+        if self.broker.policies.policies is None:
+            return False, "policies not loaded"
+        closed = self.settings.fail_mode == "closed"
+        if closed and self.store_ping is not None and not await self.store_ping():
+            return False, "rate-limit store unreachable"
+        return True, "ok"
+
+    def start(self, *jobs: Awaitable[None]) -> None:
+        self.tasks += [asyncio.ensure_future(job) for job in jobs]
+
+    async def stop(self) -> None:
+        """Flush the audit trail, then stop background tasks."""
+        await self.broker.audit.flush(5.0)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)

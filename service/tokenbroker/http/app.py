@@ -1,0 +1,166 @@
+"""The Starlette application: routes, the one error handler, CORS, lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from tokenbroker.config.settings import Settings
+from tokenbroker.errors import AuthenticationFailed, BrokerError, MethodNotAllowed, NotFound, render
+from tokenbroker.flow.mint import MintLog
+from tokenbroker.flow.runtime import Runtime
+from tokenbroker.http.admin import admin_routes
+from tokenbroker.http.body import read_json_bytes
+from tokenbroker.http.edge import Edge
+from tokenbroker.infra.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from tokenbroker.infra.metrics import Metrics
+
+RuntimeFactory = Callable[[Settings, Metrics], AbstractAsyncContextManager[Runtime]]
+EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "RateLimit",
+    "RateLimit-Policy",
+    "Retry-After",
+    "Policy-Adjusted",
+]
+
+
+def error_response(error: BrokerError) -> Response:
+    """The only place an error becomes a reply."""
+    return Response(
+        render(error), error.status, headers=error.headers, media_type="application/json"
+    )
+
+
+async def handle_broker_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BrokerError)
+    mint_log: MintLog | None = request.scope.get("state", {}).get("mint_log")
+    if mint_log is not None and mint_log.outcome in ("error", "minted"):
+        mint_log.outcome = exc.code
+    if mint_log is not None and isinstance(exc, AuthenticationFailed):
+        mint_log.extra["reason"] = exc.reason[:200]  # precise, for operators only
+    return error_response(exc)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        error: BrokerError = MethodNotAllowed(
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.url.path}.",
+            headers=dict(exc.headers or {}),
+        )
+    else:
+        error = NotFound("not_found", f"No such endpoint: {request.url.path}.")
+    return error_response(error)
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+class CreateSession:
+    """``POST /v1/realtime/sessions`` as a plain ASGI app: the hot path skips Starlette's
+    Request object and the per-route exception wrapper (its errors still reach the app's
+    one handler, which renders them): ~10 µs less CPU per mint (README, Performance)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime: Runtime = scope["app"].state.runtime
+        headers = scope["headers"]
+        body = await read_json_bytes(headers, receive, runtime.settings.http.max_body_bytes)
+        authorization = [value.decode("latin-1") for name, value in headers
+                         if name == b"authorization"]  # fmt: skip
+        reply = await runtime.broker.mint(authorization, body, scope["state"]["mint_log"])
+        response = Response(
+            json.dumps(reply.body, separators=(",", ":")),
+            200,
+            headers=reply.headers,
+            media_type="application/json",
+        )
+        await response(scope, receive, send)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    registry: Metrics = request.app.state.metrics
+    return Response(registry.render(), media_type=METRICS_CONTENT_TYPE)
+
+
+async def readyz(request: Request) -> Response:
+    ready, reason = await _runtime(request).ready()
+    version = _runtime(request).broker.policies.version
+    body: dict[str, Any] = {"ready": ready, "reason": reason, "policy_version": version}
+    return JSONResponse(body, 200 if ready else 503)
+
+
+def create_app(
+    settings: Settings,
+    runtime_factory: RuntimeFactory,
+    *,
+    index_html: Callable[[], str] | None = None,
+) -> Starlette:
+    registry = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with runtime_factory(settings, registry) as runtime:
+            app.state.runtime = runtime
+            # What start-up made (modules, settings, policies, clients) lives as long as
+            # the process: moved out of the collector's sight, so a full collection no
+            # longer walks it (those pauses, 20-70 ms, were the one-connection p99).
+            gc.freeze()
+            yield
+
+    routes = [
+        Route("/v1/realtime/sessions", CreateSession(), methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    if settings.admin_token:
+        routes += admin_routes(settings.admin_token)
+    if index_html is not None:
+        page = index_html
+
+        async def index(request: Request) -> Response:
+            return HTMLResponse(page())
+
+        routes.append(Route("/", index, methods=["GET"]))
+
+    middleware = [
+        Middleware(Edge, metrics=registry),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors.allowed_origins),
+            allow_methods=["POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=EXPOSED_HEADERS,
+            allow_credentials=False,
+            max_age=600,
+        ),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={BrokerError: handle_broker_error, HTTPException: handle_http_exception},
+        lifespan=lifespan,
+    )
+    app.state.metrics = registry
+    return app

@@ -1,0 +1,125 @@
+"""The HTTP edge: request ids, no-store headers, one log line per request, no stack traces.
+
+A pure ASGI middleware, outermost in the stack. Whatever happens inside, the client gets
+a reply with ``X-Request-ID`` and the security headers, and an unexpected exception
+becomes a plain JSON 500 (the traceback goes to the log, never to the client).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from typing import Any
+
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tokenbroker.errors import error_body
+from tokenbroker.flow.mint import MintLog
+from tokenbroker.http.body import header
+from tokenbroker.infra.metrics import Metrics
+
+log = logging.getLogger("tokenbroker.access")
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+SECURITY_HEADERS = [
+    (b"cache-control", b"no-store"),
+    (b"pragma", b"no-cache"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's X-Request-ID when it is sane, else a new random one (128 bits, hex)."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if _SANE_ID.match(text):
+                return text
+            break
+    return os.urandom(16).hex()
+
+
+class Edge:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_from(scope["headers"])
+        client = scope.get("client")
+        mint_log = MintLog(
+            request_id=request_id,
+            client_ip=client[0] if client else "",
+            user_agent=header(scope["headers"], b"user-agent") or "",
+        )
+        scope.setdefault("state", {})
+        scope["state"]["request_id"] = request_id
+        scope["state"]["mint_log"] = mint_log
+        status = 500
+        response_started = False
+        extra = [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (name, value) for name, value in extra if name not in present
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except ClientDisconnect:
+            # The client left before its body arrived: nobody to answer and nothing broken,
+            # so no traceback and no 500 in the metrics. 499 is nginx's "client closed
+            # request", used here only in the log line and the outcome.
+            status = 499
+            if mint_log.outcome == "error":
+                mint_log.outcome = "client_disconnected"
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id})
+            if not response_started:
+                body = error_body("server_error", "internal_error", "Internal error.", None)
+                await send_with_headers(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            elapsed = time.perf_counter() - started
+            fields: dict[str, Any] = {
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "latency_ms": round(elapsed * 1000, 3),
+            }
+            if scope["path"].startswith("/v1/"):
+                if status == 500 and mint_log.outcome == "error":
+                    mint_log.outcome = "internal_error"
+                fields.update(
+                    user=mint_log.user,
+                    policy=mint_log.policy,
+                    model=mint_log.model,
+                    outcome=mint_log.outcome,
+                    upstream_ms=mint_log.upstream_ms,
+                    **mint_log.extra,
+                )
+                self.metrics.mint_outcome(mint_log.policy or "none", mint_log.outcome).inc()
+                self.metrics.mint_seconds.observe(elapsed)
+            log.info("request", extra={"fields": fields})

@@ -1,0 +1,2 @@
+"""Shared plumbing below the flow: Redis connections, metrics, logs, audit trail, strict
+JSON, the circuit breaker."""

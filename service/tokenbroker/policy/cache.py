@@ -1,0 +1,110 @@
+"""Each replica's cached copy of the current policies and user assignments.
+
+Replicas keep the parsed :class:`PolicySet` in memory and poll the store's version stamp
+(one small GET per interval) so the mint path never asks Redis for a policy. A document
+that fails validation is never adopted: the replica keeps its last good version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from tokenbroker.infra.redis import STORE_ERRORS
+from tokenbroker.policy.model import Policy, PolicyError, PolicySet
+from tokenbroker.policy.parse import parse_policy_text
+from tokenbroker.policy.store import PolicyStore
+
+log = logging.getLogger("tokenbroker.policy")
+
+
+class PolicyCache:
+    """This replica's in-memory copy of the current policies and user assignments.
+
+    Changes arrive by notification (pub/sub) and by a periodic check of the version
+    stamp, so a lost message only delays a switch by one interval.
+    """
+
+    def __init__(self, store: PolicyStore, interval: float) -> None:
+        self.store = store
+        self._interval = interval
+        self.version = 0
+        self.policies: PolicySet | None = None
+        self.assignments: dict[str, str] = {}
+        self._users_rev = -1
+        self._rejected: set[int] = set()
+
+    def select(self, user_id: str, claims: Mapping[str, Any]) -> Policy:
+        assert self.policies is not None
+        return self.policies.select(user_id, claims, self.assignments)
+
+    async def bootstrap(self, initial_text: str | None) -> None:
+        """Load the current version; on an empty store, apply ``initial_text`` first."""
+        version, _ = await self.store.stamp()
+        if version == 0 and initial_text is not None:
+            parse_policy_text(initial_text)  # refuse to seed an invalid file
+            version = await self.store.apply(initial_text, note="initial file")
+            log.info("policy store was empty; applied the configured file as version %d", version)
+        await self.refresh()
+
+    async def refresh(self) -> bool:
+        """Adopt what changed, if valid. True if something changed."""
+        version, users_rev = await self.store.stamp()
+        changed = False
+        if users_rev != self._users_rev:
+            self.assignments = await self.store.assignments()
+            self._users_rev = users_rev
+            changed = True
+        if version == self.version or version in self._rejected:
+            return changed
+        record = await self.store.get(version)
+        if record is None:
+            return changed
+        try:
+            policies = parse_policy_text(record.text)
+        except PolicyError as exc:
+            self._rejected.add(version)
+            log.error(
+                "policy version %d is invalid; keeping version %d: %s",
+                version, self.version, "; ".join(exc.errors),
+            )  # fmt: skip
+            return changed
+        self.policies, self.version = policies, version
+        log.info("policy version %d adopted", version)
+        return True
+
+    async def _refresh_quietly(self) -> None:
+        # This task must outlive any error: a dead refresher would freeze the policies.
+        try:
+            await self.refresh()
+        except STORE_ERRORS as exc:
+            log.warning("policy refresh failed: %s", type(exc).__name__)
+        except Exception:
+            log.exception("policy refresh failed unexpectedly")
+
+    async def poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self._refresh_quietly()
+
+    async def listen(self) -> None:
+        while True:
+            try:
+                await self.store.wait_for_change()
+            except Exception as exc:  # never let the listener die; poll covers
+                log.warning("policy notifications lost (%s); polling", type(exc).__name__)
+                await asyncio.sleep(self._interval)
+                continue
+            await self._refresh_quietly()
+
+    async def run(self, initial_text: str | None) -> None:
+        """Bootstrap (retrying while the store is down), then follow changes forever."""
+        while self.policies is None:
+            try:
+                await self.bootstrap(initial_text)
+            except STORE_ERRORS as exc:
+                log.warning("policy bootstrap failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(self._interval)
+        await asyncio.gather(self.poll(), self.listen())

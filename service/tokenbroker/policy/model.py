@@ -1,0 +1,104 @@
+"""What a policy says, as plain frozen data, and how a user's policy is chosen."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tokenbroker.errors import InvalidDocument
+from tokenbroker.limits.rules import LimitRule
+
+
+class PolicyError(InvalidDocument):
+    what = "policy document"
+
+
+@dataclass(frozen=True, slots=True)
+class NumberRange:
+    min: float
+    max: float
+    default: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Instructions:
+    mode: str  # fixed | prefix | client
+    text: str = ""
+    max_chars: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tools:
+    mode: str = "none"  # none | client | fixed
+    names: tuple[str, ...] = ()
+    list: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Transcription:
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDetection:
+    types: tuple[str, ...]
+    allow_none: bool = False
+    eagerness: tuple[str, ...] | None = None
+    threshold: NumberRange | None = None
+    prefix_padding_ms: NumberRange | None = None
+    silence_duration_ms: NumberRange | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCap:
+    max: int
+    default: int
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    disabled: bool = False
+    models: tuple[str, ...] = ()
+    voices: tuple[str, ...] | None = None
+    modalities: tuple[tuple[str, ...], ...] | None = None
+    input_audio_formats: tuple[str, ...] | None = None
+    output_audio_formats: tuple[str, ...] | None = None
+    temperature: NumberRange | None = None
+    max_response_output_tokens: TokenCap | None = None
+    instructions: Instructions | None = None
+    tools: Tools = field(default_factory=Tools)
+    transcription: Transcription | None = None
+    turn_detection: TurnDetection | None = None
+    noise_reduction: tuple[str, ...] | None = None
+    limits: tuple[LimitRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    default_policy: str
+    policies: Mapping[str, Policy]
+    users: Mapping[str, str]
+    policy_claim: str | None = None
+    global_limits: tuple[LimitRule, ...] = ()
+
+    def select(
+        self,
+        user_id: str,
+        claims: Mapping[str, Any],
+        assignments: Mapping[str, str] | None = None,
+    ) -> Policy:
+        """The user's assignment, else the policy named by ``policy_claim``, else the default.
+
+        ``assignments`` (made at run time) take precedence over the file's ``users``; an
+        assignment to a policy that no longer exists is ignored.
+        """
+        name = assignments.get(user_id) if assignments else None
+        if name not in self.policies:
+            name = self.users.get(user_id)
+        if name is None and self.policy_claim is not None:
+            claimed = claims.get(self.policy_claim)
+            if isinstance(claimed, str) and claimed in self.policies:
+                name = claimed
+        return self.policies[name or self.default_policy]

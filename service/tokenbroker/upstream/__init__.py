@@ -1,0 +1,1 @@
+"""The upstream mint call: transport, retries within a deadline, circuit breaker."""

@@ -1,0 +1,119 @@
+"""Wiring only: open the shared clients, build the Broker, run background tasks, close.
+
+``redis_runtime`` is production (Redis store, real upstream); ``memory_runtime`` is
+``tokenbroker dev`` (in-process store, limiter and audit, the fake upstream served on a
+loopback port by a thread of this process: no Redis, no key, no network).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+
+from tokenbroker.auth.authenticator import Authenticator
+from tokenbroker.auth.jwks import make_jwks_client
+from tokenbroker.config.settings import Settings
+from tokenbroker.flow.mint import Broker
+from tokenbroker.flow.operations import Operations
+from tokenbroker.flow.runtime import Runtime
+from tokenbroker.infra.audit import AuditTrail, RedisAudit
+from tokenbroker.infra.metrics import Metrics
+from tokenbroker.infra.redis import STORE_ERRORS, connect, connect_listener
+from tokenbroker.limits.failover import FailModeLimiter
+from tokenbroker.limits.memory import MemoryLimiter
+from tokenbroker.limits.redis import RedisLimiter
+from tokenbroker.policy.cache import PolicyCache
+from tokenbroker.policy.store import RedisPolicyStore
+from tokenbroker.upstream.client import Upstream, UpstreamPolicy, make_session
+
+log = logging.getLogger("tokenbroker")
+
+
+def initial_policies(settings: Settings) -> str | None:
+    return settings.policies.file.read_text() if settings.policies.file else None
+
+
+@contextlib.asynccontextmanager
+async def open_upstream(
+    settings: Settings, metrics: Metrics, url: str, key: str | None, proxy: str | None = None
+) -> AsyncIterator[Upstream]:
+    session = make_session(
+        connect_timeout=settings.upstream.connect_timeout,
+        timeout=settings.upstream.timeout,
+        max_connections=settings.upstream.max_connections,
+    )
+    policy = UpstreamPolicy(deadline=settings.upstream.timeout, retries=settings.upstream.retries)
+    try:
+        yield Upstream(
+            session,
+            url,
+            key,
+            policy,
+            settings.upstream.headers,
+            metrics.upstream_retries.inc,
+            proxy=proxy,
+        )
+    finally:
+        await session.close()
+
+
+def build_broker(
+    settings: Settings,
+    metrics: Metrics,
+    jwks_http: httpx.AsyncClient,
+    cache: PolicyCache,
+    limiter: FailModeLimiter | MemoryLimiter,
+    upstream: Upstream,
+    audit: AuditTrail,
+) -> Broker:
+    authenticator = Authenticator(settings.auth, jwks_http, on_jwks_fetch=metrics.jwks_fetches)
+    metrics.watch_circuit("upstream", lambda: upstream.breaker.state)
+    metrics.policy_version.set_function(lambda: cache.version)
+    return Broker(authenticator, cache, limiter, upstream, audit, metrics)
+
+
+@contextlib.asynccontextmanager
+async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime]:
+    client = connect(settings)
+    listener = connect_listener(settings)
+    up_cfg = settings.upstream
+    try:
+        store = RedisPolicyStore(client, settings.redis.prefix, listener)
+        cache = PolicyCache(store, settings.policies.refresh_interval)
+        initial = initial_policies(settings)
+        with contextlib.suppress(*STORE_ERRORS):
+            await cache.bootstrap(initial)
+
+        async def ping() -> bool:
+            try:
+                return bool(await client.ping())
+            except STORE_ERRORS:
+                return False
+
+        limiter = RedisLimiter(client, settings.redis.prefix, cluster=settings.redis.cluster)
+        guarded = FailModeLimiter(limiter, settings.fail_mode, metrics=metrics)
+        metrics.watch_circuit("redis", lambda: guarded.breaker.state)
+        audit = RedisAudit(
+            client,
+            f"{settings.redis.prefix}:audit",
+            settings.audit.max_entries,
+            flush_interval=settings.audit.flush_interval,
+            on_fate=lambda fate, n: metrics.audit.labels(fate).inc(n),
+        )
+        async with (
+            open_upstream(settings, metrics, up_cfg.url, up_cfg.api_key, up_cfg.proxy) as up,
+            make_jwks_client() as jwks_http,
+        ):
+            broker = build_broker(settings, metrics, jwks_http, cache, guarded, up, audit)
+            runtime = Runtime(broker, settings, Operations(store, limiter, audit), ping)
+            runtime.start(cache.run(initial), audit.run())
+            try:
+                yield runtime
+            finally:
+                await runtime.stop()
+    finally:
+        await client.aclose()
+        await listener.aclose()
