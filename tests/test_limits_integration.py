@@ -13,6 +13,7 @@ import httpx
 import pytest
 import redis
 import redis.cluster
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import POLICIES, FakeUpstream, StartBroker, make_token
 from servers import RedisCluster, RedisServer, TokenbrokerServer, make_tls_files, wait_until
@@ -146,9 +147,23 @@ def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
     return reply, time.perf_counter() - start
 
 
+def decisions(broker: TokenbrokerServer) -> dict[str, float]:
+    text = httpx.get(broker.url + "/metrics").text
+    return {
+        sample.labels["decision"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "tokenbroker_limiter_decisions_total"
+    }
+
+
 @pytest.mark.parametrize(
-    ("mode", "while_down"),
-    [("closed", [503, 503, 503]), ("open", [200, 200, 200]), ("local", [200, 200, 429])],
+    ("mode", "while_down", "counted"),
+    [
+        ("closed", [503, 503, 503], {"allowed": 1}),
+        ("open", [200, 200, 200], {"allowed": 1, "unlimited": 3}),
+        ("local", [200, 200, 429], {"allowed": 1, "local": 2, "denied": 1}),
+    ],
 )
 def test_redis_down_then_back(
     start_broker: StartBroker,
@@ -156,9 +171,11 @@ def test_redis_down_then_back(
     upstream: FakeUpstream,
     mode: str,
     while_down: list[int],
+    counted: dict[str, float],
 ) -> None:
-    """Redis killed: quick replies in the configured mode, health still answers; when
-    Redis returns (empty, so scripts must be reloaded) limits apply again by themselves."""
+    """Redis killed: quick replies in the configured mode, each limiter decision counted
+    once, health still answers; when Redis returns (empty, so scripts must be reloaded)
+    limits apply again by themselves."""
     broker = start_broker(policy_file=LIMITS, fail_mode=mode, redis={"url": dying_redis.url})
     token = make_token(f"pair-{uuid.uuid4().hex}", plan="pair")
     url, headers = broker.url + "/v1/realtime/sessions", {"Authorization": f"Bearer {token}"}
@@ -175,6 +192,7 @@ def test_redis_down_then_back(
     assert max(t for _, t in replies) < 1.0
     if mode == "closed":
         assert replies[0][0].json()["error"]["code"] == "store_unavailable"
+    assert decisions(broker) == counted
     assert httpx.get(broker.url + "/healthz").status_code == 200
 
     dying_redis.start()

@@ -47,6 +47,11 @@ class BrokerError(Exception):
         self.param = param
         self.headers: dict[str, str] = dict(headers or {})
 
+    @property
+    def outcome(self) -> str:
+        """What the request's log line, metrics and audit entry call this end."""
+        return self.code
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code!r}, {self.message!r}, param={self.param!r})"
 
@@ -102,6 +107,10 @@ class PermissionDenied(BrokerError):
 class RateLimited(BrokerError):
     status = 429
     type = "rate_limit_error"
+
+    @property
+    def outcome(self) -> str:
+        return "rate_limited" if self.code == "rate_limit_exceeded" else self.code
 
 
 class UpstreamFailed(BrokerError):

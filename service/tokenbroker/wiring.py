@@ -19,7 +19,7 @@ from tokenbroker.config.settings import Settings
 from tokenbroker.flow.mint import Broker
 from tokenbroker.flow.operations import Operations
 from tokenbroker.flow.runtime import Runtime
-from tokenbroker.infra.audit import AuditTrail, RedisAudit
+from tokenbroker.infra.audit import RedisAudit
 from tokenbroker.infra.metrics import Metrics
 from tokenbroker.infra.redis import STORE_ERRORS, connect, connect_listener
 from tokenbroker.limits.failover import FailModeLimiter
@@ -67,12 +67,11 @@ def build_broker(
     cache: PolicyCache,
     limiter: FailModeLimiter | MemoryLimiter,
     upstream: Upstream,
-    audit: AuditTrail,
 ) -> Broker:
     authenticator = Authenticator(settings.auth, jwks_http, on_jwks_fetch=metrics.jwks_fetches)
     metrics.watch_circuit("upstream", lambda: upstream.breaker.state)
     metrics.policy_version.set_function(lambda: cache.version)
-    return Broker(authenticator, cache, limiter, upstream, audit, metrics)
+    return Broker(authenticator, cache, limiter, upstream, metrics)
 
 
 @contextlib.asynccontextmanager
@@ -107,8 +106,8 @@ async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[R
             open_upstream(settings, metrics, up_cfg.url, up_cfg.api_key, up_cfg.proxy) as up,
             make_jwks_client() as jwks_http,
         ):
-            broker = build_broker(settings, metrics, jwks_http, cache, guarded, up, audit)
-            runtime = Runtime(broker, settings, Operations(store, limiter, audit), ping)
+            broker = build_broker(settings, metrics, jwks_http, cache, guarded, up)
+            runtime = Runtime(broker, settings, Operations(store, limiter, audit), audit, ping)
             runtime.start(cache.run(initial), audit.run())
             try:
                 yield runtime

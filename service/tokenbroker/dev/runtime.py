@@ -35,8 +35,8 @@ async def memory_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[
         open_upstream(settings, metrics, f"{fake_url}/v1", DEV_API_KEY) as upstream,
         make_jwks_client() as jwks_http,
     ):
-        broker = build_broker(settings, metrics, jwks_http, cache, limiter, upstream, audit)
-        runtime = Runtime(broker, settings, Operations(store, limiter, audit))
+        broker = build_broker(settings, metrics, jwks_http, cache, limiter, upstream)
+        runtime = Runtime(broker, settings, Operations(store, limiter, audit), audit)
         runtime.start(cache.listen())
         try:
             yield runtime

@@ -1,21 +1,20 @@
 """The mint flow, in one direction: auth → policy → limiter → upstream → reply.
 
 Each step is a plain call on a dependency held by :class:`Broker`; HTTP stays in
-``app.py``. ``MintLog`` carries what the request's log line, its metrics and its audit
-entry say about the mint.
+``http/``. The flow records what it learns on the request's :class:`RequestContext`
+and raises the error that ends a request; the edge decides the outcome from that.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tokenbroker.auth.authenticator import Authenticator, bearer_token
 from tokenbroker.errors import BrokerError, RateLimited, Unavailable
-from tokenbroker.infra.audit import AuditTrail
+from tokenbroker.flow.context import RequestContext
 from tokenbroker.infra.metrics import Metrics
 from tokenbroker.infra.strict_json import parse_body
 from tokenbroker.limits.gcra import Limiter
@@ -26,30 +25,10 @@ from tokenbroker.policy.session import validate_session
 from tokenbroker.upstream.client import Upstream, UpstreamError
 
 
-@dataclass(slots=True)
-class MintLog:
-    """Facts about one request for its log line and audit entry; never a secret."""
-
-    request_id: str = ""
-    client_ip: str = ""
-    user_agent: str = ""
-    user: str | None = None  # hashed user id (logs); the audit trail keeps the real one
-    policy: str | None = None
-    model: str | None = None
-    voice: str | None = None
-    outcome: str = "error"
-    upstream_ms: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 @dataclass(frozen=True, slots=True)
 class MintReply:
     body: dict[str, Any]
     headers: dict[str, str]
-
-
-def hash_user(user_id: str) -> str:
-    return hashlib.blake2b(user_id.encode(), digest_size=8).hexdigest()
 
 
 @dataclass(slots=True)
@@ -58,26 +37,14 @@ class Broker:
     policies: PolicyCache
     limiter: Limiter
     upstream: Upstream
-    audit: AuditTrail
     metrics: Metrics
 
-    async def mint(self, authorization: Sequence[str], body: bytes, log: MintLog) -> MintReply:
+    async def mint(
+        self, authorization: Sequence[str], body: bytes, log: RequestContext
+    ) -> MintReply:
         identity = await self.authenticator.verify(bearer_token(authorization))
-        log.user = hash_user(identity.user_id)
-        try:
-            return await self._mint(identity.user_id, identity.claims, body, log)
-        except BrokerError as exc:
-            if log.outcome in ("error", "minted"):
-                log.outcome = exc.code
-            raise
-        finally:
-            self.audit.record({
-                "user": identity.user_id, "policy": log.policy or "", "model": log.model or "",
-                "voice": log.voice or "", "outcome": log.outcome, "request_id": log.request_id,
-                "ip": log.client_ip, "user_agent": log.user_agent[:256],
-            })  # fmt: skip
-
-    async def _mint(self, user_id: str, claims: Any, body: bytes, log: MintLog) -> MintReply:
+        log.identified(identity.user_id)
+        user_id, claims = identity.user_id, identity.claims
         request = validate_session(parse_body(body))
         policies = self.policies.policies
         if policies is None:
@@ -90,10 +57,9 @@ class Broker:
         log.voice = enforced.session.get("voice")
 
         charge = await self.limiter.charge(user_id, policy.limits, policies.global_limits)
-        self.metrics.limiter_decision("allowed" if charge.allowed else "denied").inc()
+        self.metrics.limiter_decision(charge.decision).inc()
         headers = rate_limit_headers(charge)
         if not charge.allowed:
-            log.outcome = "rate_limited"
             headers["Retry-After"] = str(charge.retry_after_seconds)
             raise RateLimited("rate_limit_exceeded",
                               "Rate limit exceeded; retry after the Retry-After delay.",
@@ -104,7 +70,6 @@ class Broker:
             minted = await self.upstream.create_session(enforced.session)
         except UpstreamError as exc:
             self._upstream_took(started, exc.error.code, log)
-            log.outcome = exc.error.code
             if exc.refundable:
                 await self.limiter.refund(charge)
             error: BrokerError = exc.error
@@ -114,7 +79,6 @@ class Broker:
 
         if enforced.adjusted:
             headers["Policy-Adjusted"] = ", ".join(enforced.adjusted)
-        log.outcome = "minted"
         return MintReply(
             {
                 "client_secret": {"value": minted.value, "expires_at": minted.expires_at},
@@ -123,7 +87,7 @@ class Broker:
             headers,
         )
 
-    def _upstream_took(self, started: float, result: str, log: MintLog) -> None:
+    def _upstream_took(self, started: float, result: str, log: RequestContext) -> None:
         seconds = time.perf_counter() - started
         log.upstream_ms = round(seconds * 1000, 3)
         self.metrics.upstream_result(result).observe(seconds)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from tokenbroker.config.settings import Settings
 from tokenbroker.flow.mint import Broker
 from tokenbroker.flow.operations import Operations
+from tokenbroker.infra.audit import AuditTrail
 
 
 @dataclass
@@ -16,6 +17,7 @@ class Runtime:
     broker: Broker
     settings: Settings
     operations: Operations
+    audit: AuditTrail
     store_ping: Callable[[], Awaitable[bool]] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     draining: bool = False
@@ -36,7 +38,7 @@ class Runtime:
 
     async def stop(self) -> None:
         """Flush the audit trail, then stop background tasks."""
-        await self.broker.audit.flush(5.0)
+        await self.audit.flush(5.0)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

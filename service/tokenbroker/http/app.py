@@ -19,12 +19,13 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from tokenbroker.config.settings import Settings
-from tokenbroker.errors import AuthenticationFailed, BrokerError, MethodNotAllowed, NotFound, render
-from tokenbroker.flow.mint import MintLog
+from tokenbroker.errors import BrokerError, MethodNotAllowed, NotFound, render
+from tokenbroker.flow.context import RequestContext
 from tokenbroker.flow.runtime import Runtime
 from tokenbroker.http.admin import admin_routes
 from tokenbroker.http.body import read_json_bytes
 from tokenbroker.http.edge import Edge
+from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from tokenbroker.infra.metrics import Metrics
 
@@ -47,11 +48,9 @@ def error_response(error: BrokerError) -> Response:
 
 async def handle_broker_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BrokerError)
-    mint_log: MintLog | None = request.scope.get("state", {}).get("mint_log")
-    if mint_log is not None and mint_log.outcome in ("error", "minted"):
-        mint_log.outcome = exc.code
-    if mint_log is not None and isinstance(exc, AuthenticationFailed):
-        mint_log.extra["reason"] = exc.reason[:200]  # precise, for operators only
+    context: RequestContext | None = request.scope.get("state", {}).get("context")
+    if context is not None:
+        context.error = exc  # the edge turns it into the outcome
     return error_response(exc)
 
 
@@ -80,11 +79,13 @@ class CreateSession:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime: Runtime = scope["app"].state.runtime
+        context: RequestContext = scope["state"]["context"]
+        context.mint = True  # the route, not the path, says what a request is
         headers = scope["headers"]
         body = await read_json_bytes(headers, receive, runtime.settings.http.max_body_bytes)
         authorization = [value.decode("latin-1") for name, value in headers
                          if name == b"authorization"]  # fmt: skip
-        reply = await runtime.broker.mint(authorization, body, scope["state"]["mint_log"])
+        reply = await runtime.broker.mint(authorization, body, context)
         response = Response(
             json.dumps(reply.body, separators=(",", ":")),
             200,
@@ -108,6 +109,12 @@ async def readyz(request: Request) -> Response:
     version = _runtime(request).broker.policies.version
     body: dict[str, Any] = {"ready": ready, "reason": reason, "policy_version": version}
     return JSONResponse(body, 200 if ready else 503)
+
+
+def _audit_of(scope: Scope) -> AuditTrail | None:
+    """The running app's audit trail (Starlette puts the app in every scope)."""
+    runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
+    return runtime.audit if runtime is not None else None
 
 
 def create_app(
@@ -145,7 +152,7 @@ def create_app(
         routes.append(Route("/", index, methods=["GET"]))
 
     middleware = [
-        Middleware(Edge, metrics=registry),
+        Middleware(Edge, metrics=registry, audit=_audit_of),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors.allowed_origins),

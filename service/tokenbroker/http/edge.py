@@ -11,14 +11,16 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokenbroker.errors import error_body
-from tokenbroker.flow.mint import MintLog
+from tokenbroker.flow.context import RequestContext
 from tokenbroker.http.body import header
+from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.metrics import Metrics
 
 log = logging.getLogger("tokenbroker.access")
@@ -42,9 +44,13 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
 
 
 class Edge:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, audit: Callable[[Scope], AuditTrail | None]
+    ) -> None:
+        """``audit`` finds the running app's audit trail (None before start-up)."""
         self.app = app
         self.metrics = metrics
+        self.audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,14 +59,14 @@ class Edge:
         started = time.perf_counter()
         request_id = request_id_from(scope["headers"])
         client = scope.get("client")
-        mint_log = MintLog(
+        context = RequestContext(
             request_id=request_id,
             client_ip=client[0] if client else "",
             user_agent=header(scope["headers"], b"user-agent") or "",
         )
         scope.setdefault("state", {})
         scope["state"]["request_id"] = request_id
-        scope["state"]["mint_log"] = mint_log
+        scope["state"]["context"] = context
         status = 500
         response_started = False
         extra = [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
@@ -83,8 +89,6 @@ class Edge:
             # so no traceback and no 500 in the metrics. 499 is nginx's "client closed
             # request", used here only in the log line and the outcome.
             status = 499
-            if mint_log.outcome == "error":
-                mint_log.outcome = "client_disconnected"
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             if not response_started:
@@ -101,25 +105,30 @@ class Edge:
                 )
                 await send({"type": "http.response.body", "body": body})
         finally:
-            elapsed = time.perf_counter() - started
-            fields: dict[str, Any] = {
-                "request_id": request_id,
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": status,
-                "latency_ms": round(elapsed * 1000, 3),
-            }
-            if scope["path"].startswith("/v1/"):
-                if status == 500 and mint_log.outcome == "error":
-                    mint_log.outcome = "internal_error"
-                fields.update(
-                    user=mint_log.user,
-                    policy=mint_log.policy,
-                    model=mint_log.model,
-                    outcome=mint_log.outcome,
-                    upstream_ms=mint_log.upstream_ms,
-                    **mint_log.extra,
-                )
-                self.metrics.mint_outcome(mint_log.policy or "none", mint_log.outcome).inc()
-                self.metrics.mint_seconds.observe(elapsed)
-            log.info("request", extra={"fields": fields})
+            self._finish(scope, context, status, time.perf_counter() - started)
+
+    def _finish(self, scope: Scope, context: RequestContext, status: int, elapsed: float) -> None:
+        """The one end of every request: its outcome, log line, metrics and audit entry."""
+        outcome = context.finish(status)
+        fields: dict[str, Any] = {
+            "request_id": context.request_id,
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "latency_ms": round(elapsed * 1000, 3),
+        }
+        if context.mint:
+            fields.update(
+                user=context.user,
+                policy=context.policy,
+                model=context.model,
+                outcome=outcome,
+                upstream_ms=context.upstream_ms,
+                **context.extra,
+            )
+            self.metrics.mint_outcome(context.policy or "none", outcome).inc()
+            self.metrics.mint_seconds.observe(elapsed)
+            entry, audit = context.audit_entry(), self.audit(scope)
+            if entry is not None and audit is not None:
+                audit.record(entry)
+        log.info("request", extra={"fields": fields})

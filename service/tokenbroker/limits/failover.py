@@ -57,11 +57,9 @@ class FailModeLimiter:
                 self.breaker.success()
                 return charge
         if self._mode == "open":
-            self._metrics.limiter_decision("unlimited").inc()
-            return Charge(True, 0, (), (user_id, (), ()))
+            return Charge(True, 0, (), (user_id, (), ()), unlimited=True)
         if self._mode == "local":
             charge = await self._local.charge(user_id, user_rules, global_rules)
-            self._metrics.limiter_decision("local").inc()
             charge.local = True
             return charge
         raise Unavailable(

@@ -38,6 +38,14 @@ class Charge:
     key: tuple[str, tuple[LimitRule, ...], tuple[LimitRule, ...]]
     refunded: bool = field(default=False)
     local: bool = field(default=False)  # charged in-process because the store was down
+    unlimited: bool = field(default=False)  # admitted unchecked (store down, fail_mode open)
+
+    @property
+    def decision(self) -> str:
+        """The limiter's decision as the metrics count it, once per mint."""
+        if not self.allowed:
+            return "denied"
+        return "unlimited" if self.unlimited else "local" if self.local else "allowed"
 
     @property
     def retry_after_seconds(self) -> int:
