@@ -22,7 +22,8 @@ from tokenbroker.limits.headers import rate_limit_headers
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.enforce import enforce
 from tokenbroker.policy.session import validate_session
-from tokenbroker.upstream.client import Upstream, UpstreamError
+from tokenbroker.upstream.client import Upstream
+from tokenbroker.upstream.failures import UpstreamError
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,7 @@ class Broker:
             minted = await self.upstream.create_session(enforced.session)
         except UpstreamError as exc:
             self._upstream_took(started, exc.error.code, log)
-            if exc.refundable:
+            if exc.failure.refundable:
                 await self.limiter.refund(charge)
             error: BrokerError = exc.error
             error.headers.update(headers)

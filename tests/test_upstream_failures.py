@@ -1,0 +1,95 @@
+"""Upstream failures as data: what each means for retries, the breaker, refunds and the
+client; the retry loop; what a minted reply keeps."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tokenbroker.upstream.client import parse_minted
+from tokenbroker.upstream.failures import Failure, Kind, Minted
+from tokenbroker.upstream.retry import RetryPolicy, with_retries
+
+
+@pytest.mark.parametrize(
+    ("failure", "retryable", "unhealthy", "refundable", "status", "code"),
+    [
+        (Failure(Kind.UNREACHABLE), True, True, True, 502, "upstream_error"),
+        (Failure(Kind.TIMEOUT), False, True, True, 504, "upstream_timeout"),
+        (Failure(Kind.STATUS, 503), True, True, True, 502, "upstream_error"),
+        (Failure(Kind.STATUS, 501), False, True, True, 502, "upstream_error"),
+        (Failure(Kind.STATUS, 302), False, True, True, 502, "upstream_error"),
+        (Failure(Kind.STATUS, 429, "7"), False, False, True, 503, "upstream_rate_limited"),
+        (Failure(Kind.STATUS, 401), False, False, True, 502, "upstream_auth_failed"),
+        (Failure(Kind.STATUS, 400), False, False, True, 502, "upstream_rejected"),
+        (Failure(Kind.INVALID), False, False, False, 502, "upstream_invalid_response"),
+        (Failure(Kind.OPEN_CIRCUIT), False, False, True, 502, "upstream_error"),
+    ],
+)
+def test_what_a_failure_means(
+    failure: Failure, retryable: bool, unhealthy: bool, refundable: bool, status: int, code: str
+) -> None:
+    """Each failure decides retry, breaker, refund and the client's error in one place."""
+    assert (failure.retryable, failure.unhealthy, failure.refundable) == (
+        retryable, unhealthy, refundable)  # fmt: skip
+    error = failure.error()
+    assert (error.status, error.code) == (status, code)
+
+
+def test_retry_after_of_an_upstream_429_is_whole_seconds() -> None:
+    """The upstream's Retry-After reaches the client rounded up, at least 1, or 1 if bogus."""
+    assert Failure(Kind.STATUS, 429, "2.1").error().headers["Retry-After"] == "3"
+    assert Failure(Kind.STATUS, 429, "0").error().headers["Retry-After"] == "1"
+    assert Failure(Kind.STATUS, 429, "soon").error().headers["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("results", "retries", "calls", "last"),
+    [
+        ([Failure(Kind.UNREACHABLE)] * 5, 2, 3, Kind.UNREACHABLE),
+        ([Failure(Kind.STATUS, 503), Failure(Kind.TIMEOUT)], 2, 2, Kind.TIMEOUT),
+        ([Failure(Kind.STATUS, 400)], 2, 1, Kind.STATUS),
+        ([Failure(Kind.UNREACHABLE), Minted("ek_x", 1)], 2, 2, None),
+        ([Failure(Kind.UNREACHABLE)] * 5, 0, 1, Kind.UNREACHABLE),
+    ],
+)
+async def test_retries_stop_at_the_count_or_a_final_answer(
+    results: list[Minted | Failure], retries: int, calls: int, last: Kind | None
+) -> None:
+    """Retryable failures are tried again up to ``retries`` times; anything else ends it."""
+    made: list[int] = []
+    retried: list[int] = []
+
+    async def attempt() -> Minted | Failure:
+        made.append(1)
+        return results[len(made) - 1]
+
+    policy = RetryPolicy(retries=retries, backoff=0.001)
+    result = await with_retries(attempt, policy, time.monotonic() + 10, lambda: retried.append(1))
+    assert len(made) == calls and len(retried) == calls - 1
+    assert (result.kind if isinstance(result, Failure) else None) is last
+
+
+async def test_no_retry_past_the_deadline() -> None:
+    """A pause that would end after the deadline is not taken: one attempt only."""
+    calls: list[int] = []
+
+    async def attempt() -> Minted | Failure:
+        calls.append(1)
+        return Failure(Kind.UNREACHABLE)
+
+    await with_retries(attempt, RetryPolicy(retries=5, backoff=60), time.monotonic() + 0.001)
+    assert len(calls) == 1
+
+
+def test_a_minted_reply_keeps_its_session() -> None:
+    """Besides the secret, the session id and the rest of the reply are kept for later
+    steps; a reply without a usable secret is an INVALID failure."""
+    reply = {"id": "sess_1", "model": "m", "client_secret": {"value": "ek_1", "expires_at": 9}}
+    minted = parse_minted(json.dumps(reply).encode())
+    assert minted == Minted("ek_1", 9, "sess_1", {"id": "sess_1", "model": "m"})
+    for bad in (b"{", b"[]", b'{"client_secret": {"value": "", "expires_at": 9}}',
+                b'{"client_secret": {"value": "ek", "expires_at": true}}'):  # fmt: skip
+        assert parse_minted(bad) == Failure(Kind.INVALID)
