@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ import yaml
 from tokenbroker.config.load import settings_from_dict
 from tokenbroker.policy.parse import parse_policy_text
 
-DEPLOY = Path(__file__).parent.parent / "deploy"
+ROOT = Path(__file__).parent.parent
+DEPLOY = ROOT / "deploy"
 
 
 def documents() -> dict[str, dict[str, Any]]:
@@ -20,6 +22,20 @@ def documents() -> dict[str, dict[str, Any]]:
             if doc and "kind" in doc and doc["kind"] != "Kustomization":
                 docs[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
     return docs
+
+
+def test_config_map_is_the_repository_config() -> None:
+    """deploy/configmap.yaml is what scripts/render_configmap.py makes of config/: the
+    cluster runs the repository's files, and the two cannot drift."""
+    spec = importlib.util.spec_from_file_location(
+        "render", ROOT / "scripts" / "render_configmap.py"
+    )
+    assert spec is not None and spec.loader is not None
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    assert (DEPLOY / "configmap.yaml").read_text() == render.render()
+    data = documents()["ConfigMap/tokenbroker-config"]["data"]
+    assert data["policies.yaml"] == (ROOT / "config" / "policies.yaml").read_text()
 
 
 def test_config_map_holds_a_valid_config_and_policy_file() -> None:

@@ -19,7 +19,6 @@ from tokenbroker.config.load import settings_from_dict
 from tokenbroker.errors import AuthenticationFailed
 
 README = Path(__file__).parent.parent / "README.md"
-NOW = int(time.time())
 
 
 def readme_providers() -> dict[str, dict[str, Any]]:
@@ -33,7 +32,8 @@ def readme_providers() -> dict[str, dict[str, Any]]:
 
 
 def shaped_claims(name: str, issuer: str) -> dict[str, Any]:
-    """Claims as each provider issues them (trimmed to what matters)."""
+    """Claims as each provider issues them (trimmed to what matters), issued now."""
+    NOW = int(time.time())
     common = {"iss": issuer, "iat": NOW, "exp": NOW + 3600}
     if name == "auth0":
         return {**common, "sub": "auth0|64f1c0ffee", "azp": "spa-client-id",
