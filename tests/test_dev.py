@@ -22,7 +22,7 @@ def dev(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[TokenbrokerServer, dict[str, str]]]:
     env = {"HOME": str(tmp_path_factory.mktemp("home")), "XDG_STATE_HOME": ""}
-    policies = str(ROOT / "config" / "policies.yaml")
+    policies = str(ROOT / "tests" / "policies" / "example.yaml")
     server = TokenbrokerServer(["dev", "--port", str(free_port()), "--policies", policies], env)
     yield server, env
     server.stop()

@@ -12,7 +12,7 @@ from tokenbroker.policy.enforce import enforce
 from tokenbroker.policy.model import PolicySet
 from tokenbroker.policy.parse import parse_policy_text
 
-EXAMPLE = Path(__file__).parent.parent / "config" / "policies.yaml"
+EXAMPLE = Path(__file__).parent / "policies" / "example.yaml"
 
 
 @pytest.fixture(scope="module")

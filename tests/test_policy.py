@@ -20,9 +20,14 @@ def expected_errors(path: Path) -> list[str]:
     ]
 
 
+def test_shipped_example_is_valid() -> None:
+    """config/policies.yaml, whatever an operator made of it, is a valid policy document."""
+    assert parse_policy_text((ROOT / "config" / "policies.yaml").read_text()).policies
+
+
 def test_example_policy_file_is_valid() -> None:
-    """config/policies.yaml parses, with extends resolved."""
-    policies = parse_policy_text((ROOT / "config" / "policies.yaml").read_text())
+    """The example (the tests' copy) parses, with extends resolved."""
+    policies = parse_policy_text((ROOT / "tests" / "policies" / "example.yaml").read_text())
     assert set(policies.policies) == {"standard", "premium", "suspended"}
     premium = policies.policies["premium"]
     assert premium.voices == ("alloy", "ash")  # inherited
