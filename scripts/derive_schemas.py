@@ -10,7 +10,7 @@ documents state in words are read from them as they are derived:
 
 - "limited to [0.6, 1.2]" and "between 1 and 4096" become ``minimum``/``maximum`` (on the
   integer branch of a ``oneOf``, where there is one);
-- "can be set to `null`" / ``default: null`` makes the field nullable;
+- "can be set to `null`", ``default: null`` and OpenAPI's ``nullable`` make it nullable;
 - the API refuses unknown parameters (``unknown_parameter``), so every object that lists
   its properties is closed (``additionalProperties: false``).
 
@@ -69,7 +69,8 @@ def derive(node: Any) -> Any:
     prose = str(node.get("description", ""))
     if (match := LIMITED.search(prose)) or (match := BETWEEN.search(prose)):
         _ranged(out, *match.groups())
-    if NULLABLE.search(prose) or ("default" in node and node["default"] is None):
+    nullable = node.get("nullable") is True or ("default" in node and node["default"] is None)
+    if nullable or NULLABLE.search(prose):
         out = {"anyOf": [out, {"type": "null"}]}
     return out
 

@@ -50,7 +50,8 @@ class Edge:
         """``audit`` finds the running app's audit trail (None before start-up)."""
         self.app = app
         self.metrics = metrics
-        self.audit = audit
+        self._find_audit = audit
+        self._audit: AuditTrail | None = None  # found once, then kept: it lives as long as the app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,7 +129,9 @@ class Edge:
             )
             self.metrics.mint_outcome(context.policy or "none", outcome).inc()
             self.metrics.mint_seconds.observe(elapsed)
-            entry, audit = context.audit_entry(), self.audit(scope)
-            if entry is not None and audit is not None:
-                audit.record(entry)
+            entry = context.audit_entry()
+            if entry is not None:
+                self._audit = self._audit or self._find_audit(scope)
+                if self._audit is not None:
+                    self._audit.record(entry)
         log.info("request", extra={"fields": fields})

@@ -42,9 +42,9 @@ def parse_minted(content: bytes) -> Minted | Failure:
         return Failure(Kind.INVALID)
     if not isinstance(value, str) or not value or type(expires_at) is not int:
         return Failure(Kind.INVALID)
-    session = {k: v for k, v in reply.items() if k != "client_secret"}
-    session_id = session.get("id")
-    return Minted(value, expires_at, session_id if isinstance(session_id, str) else None, session)
+    del reply["client_secret"]  # what is left is the session's facts
+    session_id = reply.get("id")
+    return Minted(value, expires_at, session_id if isinstance(session_id, str) else None, reply)
 
 
 class Upstream:
