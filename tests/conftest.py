@@ -71,7 +71,13 @@ def write_config(
 ) -> Path:
     config: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 0},
-        "upstream": {"url": upstream_url, "connect_timeout": "1s", "timeout": "2s"},
+        # the beta dialect unless a test says otherwise: the older tests read beta bodies
+        "upstream": {
+            "url": upstream_url,
+            "dialect": "openai-beta",
+            "connect_timeout": "1s",
+            "timeout": "2s",
+        },
         "redis": {"url": redis_url, "prefix": f"t{uuid.uuid4().hex[:8]}"},
         "policies": {"file": str(policy_file), "refresh_interval": "100ms"},
         "auth": {

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tokenbroker.upstream.client import parse_minted
+from tokenbroker.upstream.dialects import BETA, OPENAI
 from tokenbroker.upstream.failures import Failure, Kind, Minted
 from tokenbroker.upstream.retry import RetryPolicy, with_retries
 
@@ -86,10 +86,14 @@ async def test_no_retry_past_the_deadline() -> None:
 
 def test_a_minted_reply_keeps_its_session() -> None:
     """Besides the secret, the session id and the rest of the reply are kept for later
-    steps; a reply without a usable secret is an INVALID failure."""
-    reply = {"id": "sess_1", "model": "m", "client_secret": {"value": "ek_1", "expires_at": 9}}
-    minted = parse_minted(json.dumps(reply).encode())
+    steps, from either reply shape; a reply without a usable secret is an INVALID failure."""
+    beta = {"id": "sess_1", "model": "m", "client_secret": {"value": "ek_1", "expires_at": 9}}
+    minted = BETA.parse(json.dumps(beta).encode())
     assert minted == Minted("ek_1", 9, "sess_1", {"id": "sess_1", "model": "m"})
+    ga = {"value": "ek_2", "expires_at": 8, "session": {"id": "sess_2", "type": "realtime"}}
+    minted = OPENAI.parse(json.dumps(ga).encode())
+    assert minted == Minted("ek_2", 8, "sess_2", {"id": "sess_2", "type": "realtime"})
     for bad in (b"{", b"[]", b'{"client_secret": {"value": "", "expires_at": 9}}',
                 b'{"client_secret": {"value": "ek", "expires_at": true}}'):  # fmt: skip
-        assert parse_minted(bad) == Failure(Kind.INVALID)
+        assert BETA.parse(bad) == Failure(Kind.INVALID)
+    assert OPENAI.parse(b'{"value": "ek", "expires_at": "soon"}') == Failure(Kind.INVALID)

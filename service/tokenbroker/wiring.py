@@ -28,6 +28,7 @@ from tokenbroker.limits.redis import RedisLimiter
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.store import RedisPolicyStore
 from tokenbroker.upstream.client import Upstream, UpstreamPolicy, make_session
+from tokenbroker.upstream.dialects import DIALECTS
 
 log = logging.getLogger("tokenbroker")
 
@@ -55,6 +56,7 @@ async def open_upstream(
             settings.upstream.headers,
             metrics.upstream_retries.inc,
             proxy=proxy,
+            dialect=DIALECTS[settings.upstream.dialect],
         )
     finally:
         await session.close()

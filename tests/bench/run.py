@@ -181,7 +181,7 @@ class Bench:
         port = free_port()
         config = {
             "server": {"host": "127.0.0.1", "port": port},
-            "upstream": {"url": upstream.url + "/v1", "timeout": "10s"},
+            "upstream": {"url": upstream.url + "/v1", "timeout": "10s", "dialect": "openai-beta"},
             "redis": {"url": self.redis_url, "prefix": prefix},
             "policies": {"file": str(policies)},
             "auth": {

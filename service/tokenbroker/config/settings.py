@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from tokenbroker.config.auth import AuthSettings, JwksSettings, ProviderSettings
 from tokenbroker.config.base import Duration, Section, env_field, relative
@@ -28,10 +28,13 @@ class ServerSettings(Section):
 
 
 class UpstreamSettings(Section):
-    url: str = Field(
-        "https://api.openai.com/v1",
-        description="the broker calls `POST {url}/realtime/sessions`",
+    dialect: Literal["openai", "openai-beta", "azure"] = Field(
+        "openai",
+        description="`openai`: GA `POST {url}/realtime/client_secrets`; `openai-beta`: the "
+        "beta `POST {url}/realtime/sessions`; `azure`: GA on Azure, `url` is "
+        "`https://{resource}.openai.azure.com/openai/v1`, key in `api-key`",
     )
+    url: str = Field("https://api.openai.com/v1", description="the upstream API's base URL")
     connect_timeout: Duration = Field(
         "2s", validate_default=True, description="TCP/TLS connect timeout"
     )
@@ -49,7 +52,9 @@ class UpstreamSettings(Section):
     max_connections: int = Field(2000, ge=1, description="HTTP connection pool to the upstream")
     organization: str | None = Field(None, description="sent as `OpenAI-Organization`")
     project: str | None = Field(None, description="sent as `OpenAI-Project`")
-    api_key: str | None = env_field("OPENAI_API_KEY", "the organisation's key")
+    api_key: str | None = env_field(
+        "OPENAI_API_KEY", "the organisation's key (`AZURE_OPENAI_API_KEY` for `azure`)"
+    )
     proxy: str | None = env_field(
         "HTTPS_PROXY", "proxy for the upstream call, by the scheme of `url` (`NO_PROXY` too)"
     )
@@ -61,6 +66,14 @@ class UpstreamSettings(Section):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _azure_needs_its_resource(self) -> UpstreamSettings:
+        if self.dialect == "azure" and urlsplit(self.url).hostname == "api.openai.com":
+            raise ValueError(
+                "@url: with dialect azure, set https://{resource}.openai.azure.com/openai/v1"
+            )
+        return self
 
     @property
     def headers(self) -> dict[str, str]:

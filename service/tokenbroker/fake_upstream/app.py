@@ -1,4 +1,6 @@
-"""A faithful local stand-in for ``POST /v1/realtime/sessions`` (tests, benchmark, dev).
+"""A faithful local stand-in for the upstream's mint endpoints (tests, benchmark, dev):
+beta ``POST /v1/realtime/sessions``, GA ``POST /v1/realtime/client_secrets`` and Azure's
+``POST /openai/v1/realtime/client_secrets`` (key in ``api-key``).
 
 It validates bodies against the official schema (:mod:`.validate`), answers 401 without
 a bearer key (or with the wrong one when ``api_key`` is set), and returns an ``ek_``
@@ -16,6 +18,7 @@ import random
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tokenbroker.errors import error_body
-from tokenbroker.fake_upstream.validate import SESSIONS, Refused, check
+from tokenbroker.fake_upstream.validate import CLIENT_SECRETS, SESSIONS, Refused, check
 
 
 @dataclass
@@ -63,6 +66,22 @@ def _session(config: dict[str, Any]) -> dict[str, Any]:
         "client_secret": {
             "value": f"ek_{secrets.token_hex(16)}",
             "expires_at": int(time.time()) + 60,
+        },
+    }
+
+
+def _client_secret(request: dict[str, Any]) -> dict[str, Any]:
+    """A GA reply: the secret, its expiry, and the session it opens."""
+    session = request.get("session") or {"type": "realtime"}
+    seconds = (request.get("expires_after") or {}).get("seconds", 600)
+    return {
+        "value": f"ek_{secrets.token_hex(16)}",
+        "expires_at": int(time.time()) + seconds,
+        "session": {
+            "id": f"sess_{secrets.token_hex(8)}",
+            "object": "realtime.session",
+            "model": "gpt-realtime",
+            **session,
         },
     }
 
@@ -110,15 +129,33 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
     controls = controls or FakeControls()
 
     async def create_session(request: Request) -> Response:
+        return await mint(request, SESSIONS, "authorization", _session)
+
+    async def create_client_secret(request: Request) -> Response:
+        return await mint(request, CLIENT_SECRETS, "authorization", _client_secret)
+
+    async def create_azure_client_secret(request: Request) -> Response:
+        return await mint(request, CLIENT_SECRETS, "api-key", _client_secret)
+
+    async def mint(
+        request: Request,
+        schema: tuple[str, str],
+        key_header: str,
+        reply: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> Response:
         controls.count += 1
         async with controls.arrived:
             controls.arrived.notify_all()
         raw = await request.body()
-        authorization = request.headers.get("authorization", "")
+        authorization = request.headers.get(key_header, "")
+        if key_header != "authorization":
+            authorization = f"Bearer {authorization}" if authorization else ""
         if controls.record:
             controls.received.append(
                 {
-                    "authorization": authorization,
+                    "path": request.url.path,
+                    "authorization": request.headers.get("authorization", ""),
+                    "api_key": request.headers.get("api-key"),
                     "organization": request.headers.get("openai-organization"),
                     "project": request.headers.get("openai-project"),
                     "body": raw.decode(),
@@ -140,10 +177,10 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
         if controls.api_key is not None and key.strip() != controls.api_key:
             return _error(401, "invalid_request_error", "invalid_api_key", "Incorrect API key.")
         try:
-            config = check(raw, SESSIONS)
+            config = check(raw, schema)
         except Refused as exc:
             return _error(400, "invalid_request_error", exc.code, exc.message, exc.param)
-        return JSONResponse(_session(config))
+        return JSONResponse(reply(config))
 
     async def control(request: Request) -> Response:
         body = await request.json()
@@ -173,6 +210,10 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/realtime/sessions", create_session, methods=["POST"]),
+            Route("/v1/realtime/client_secrets", create_client_secret, methods=["POST"]),
+            Route(
+                "/openai/v1/realtime/client_secrets", create_azure_client_secret, methods=["POST"]
+            ),
             Route("/_fake/control", control, methods=["POST"]),
             Route("/_fake/requests", received, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),

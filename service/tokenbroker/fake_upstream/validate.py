@@ -20,6 +20,7 @@ from tokenbroker.infra import strict_json
 
 # (schema file, component) per endpoint the fake serves
 SESSIONS = ("realtime-sessions.json", "RealtimeSessionCreateRequest")
+CLIENT_SECRETS = ("realtime-client-secrets.json", "RealtimeCreateClientSecretRequest")
 
 
 class Refused(Exception):

@@ -66,9 +66,10 @@ class Broker:
                               "Rate limit exceeded; retry after the Retry-After delay.",
                               headers=headers)  # fmt: skip
 
+        request_body, dropped = self.upstream.dialect.shape(enforced.session, {})
         started = time.perf_counter()
         try:
-            minted = await self.upstream.create_session(enforced.session)
+            minted = await self.upstream.create_session(request_body)
         except UpstreamError as exc:
             self._upstream_took(started, exc.error.code, log)
             if exc.failure.refundable:
@@ -78,8 +79,8 @@ class Broker:
             raise error from None
         self._upstream_took(started, "ok", log)
 
-        if enforced.adjusted:
-            headers["Policy-Adjusted"] = ", ".join(enforced.adjusted)
+        if enforced.adjusted or dropped:  # clamped, or not sent: this dialect lacks it
+            headers["Policy-Adjusted"] = ", ".join((*enforced.adjusted, *dropped))
         return MintReply(
             {
                 "client_secret": {"value": minted.value, "expires_at": minted.expires_at},

@@ -1,4 +1,4 @@
-"""The upstream call: ``POST {upstream_url}/realtime/sessions`` with the real API key.
+"""The upstream call: the dialect's mint endpoint, with the real API key.
 
 One total deadline covers the whole call, retries included (:mod:`.retry`). A circuit
 breaker answers at once while the upstream keeps failing and lets one probe through every
@@ -19,6 +19,7 @@ import aiohttp
 from yarl import URL
 
 from tokenbroker.infra.breaker import CircuitBreaker
+from tokenbroker.upstream.dialects import OPENAI, Dialect
 from tokenbroker.upstream.failures import Failure, Kind, Minted, UpstreamError
 from tokenbroker.upstream.retry import RetryPolicy, with_retries
 
@@ -32,21 +33,6 @@ class UpstreamPolicy:
     breaker_reset: float = 2.0
 
 
-def parse_minted(content: bytes) -> Minted | Failure:
-    """The secret and its session from a 200 reply, or an INVALID failure."""
-    try:
-        reply: Any = json.loads(content)
-        secret = reply["client_secret"]
-        value, expires_at = secret["value"], secret["expires_at"]
-    except (ValueError, KeyError, TypeError):
-        return Failure(Kind.INVALID)
-    if not isinstance(value, str) or not value or type(expires_at) is not int:
-        return Failure(Kind.INVALID)
-    del reply["client_secret"]  # what is left is the session's facts
-    session_id = reply.get("id")
-    return Minted(value, expires_at, session_id if isinstance(session_id, str) else None, reply)
-
-
 class Upstream:
     def __init__(
         self,
@@ -57,18 +43,21 @@ class Upstream:
         extra_headers: Mapping[str, str] | None = None,
         on_retry: Callable[[], None] = lambda: None,
         proxy: str | None = None,
+        dialect: Dialect = OPENAI,
     ) -> None:
+        self.dialect = dialect
         self._session = session
-        self._url = URL(f"{upstream_url.rstrip('/')}/realtime/sessions")  # parsed once
+        self._url = URL(f"{upstream_url.rstrip('/')}{dialect.path}")  # parsed once
         self._proxy = URL(proxy) if proxy else None  # from the settings (HTTPS_PROXY…)
-        self._headers = {"Authorization": f"Bearer {api_key or ''}", **(extra_headers or {})}
+        self._headers = {**dialect.auth(api_key), **(extra_headers or {})}
         self._policy = policy or UpstreamPolicy()
         self._retry = RetryPolicy(self._policy.retries, self._policy.backoff)
         self.breaker = CircuitBreaker(self._policy.breaker_threshold, self._policy.breaker_reset)
         self._on_retry = on_retry
 
-    async def create_session(self, config: dict[str, object]) -> Minted:
-        """The minted secret, or :class:`UpstreamError` carrying the typed failure."""
+    async def create_session(self, config: dict[str, Any]) -> Minted:
+        """The minted secret for a request body in the dialect's shape, or
+        :class:`UpstreamError` carrying the typed failure."""
         if not self.breaker.allow():
             failure = Failure(Kind.OPEN_CIRCUIT)
             raise UpstreamError(failure, failure.error(self._policy.breaker_reset))
@@ -112,7 +101,7 @@ class Upstream:
         except aiohttp.ClientError:  # refused, reset, malformed reply: worth a retry
             return Failure(Kind.UNREACHABLE)
         if status == 200:
-            return parse_minted(content)
+            return self.dialect.parse(content)
         return Failure(Kind.STATUS, status, retry_after)
 
 

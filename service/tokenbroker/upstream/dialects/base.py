@@ -1,0 +1,43 @@
+"""What a dialect is: data and pure functions, no I/O."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tokenbroker.upstream.failures import Failure, Kind, Minted
+
+# The enforced session (the seed's field names) and the GA-only fields beside it, to a
+# request body and the names of the fields this dialect has no place for.
+Shape = Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], tuple[str, ...]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    name: str
+    path: str  # appended to upstream.url
+    key_header: str  # "Authorization" (Bearer) or "api-key"
+    shape: Shape
+    secret_of: Callable[[Any], Any]  # the reply's object holding value / expires_at
+
+    def auth(self, key: str | None) -> dict[str, str]:
+        if self.key_header == "Authorization":
+            return {"Authorization": f"Bearer {key or ''}"}
+        return {self.key_header: key or ""}
+
+    def parse(self, content: bytes) -> Minted | Failure:
+        """The secret and its session from a 200 reply, or an INVALID failure."""
+        try:
+            reply: Any = json.loads(content)
+            secret = self.secret_of(reply)
+            value, expires_at = secret["value"], secret["expires_at"]
+        except (ValueError, KeyError, TypeError):
+            return Failure(Kind.INVALID)
+        if not isinstance(value, str) or not value or type(expires_at) is not int:
+            return Failure(Kind.INVALID)
+        session = reply.get("session", reply) if isinstance(reply.get("session"), dict) else reply
+        session_id = session.get("id")
+        facts = {k: v for k, v in session.items() if k != "client_secret"}
+        return Minted(value, expires_at, session_id if isinstance(session_id, str) else None, facts)
