@@ -21,7 +21,7 @@ SESSIONS = "/v1/realtime/sessions"
 def official(schema_file: str, component: str) -> Draft202012Validator:
     """The schema data derived from the official OpenAPI document, checked by jsonschema
     (not by the broker's validator)."""
-    text = resources.files("tokenbroker.fake_upstream").joinpath("schemas", schema_file)
+    text = resources.files("tokenbroker").joinpath("schemas", schema_file)
     data = json.loads(text.read_text())
     return Draft202012Validator({**data, "$ref": f"#/$defs/{component}"})
 

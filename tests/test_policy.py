@@ -8,6 +8,7 @@ import pytest
 
 from tokenbroker.policy.model import PolicyError
 from tokenbroker.policy.parse import parse_policy_text
+from tokenbroker.policy.vocabulary import VOCABULARIES
 
 ROOT = Path(__file__).parent.parent
 INVALID = sorted((Path(__file__).parent / "policies" / "invalid").glob("*.yaml"))
@@ -38,8 +39,10 @@ def test_example_policy_file_is_valid() -> None:
 @pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
 def test_invalid_document_names_every_error(path: Path) -> None:
     """The whole document is refused and every problem is reported by its path."""
+    dialect = next((line.split(":", 1)[1].strip() for line in path.read_text().splitlines()
+                    if line.startswith("# dialect:")), "openai")  # fmt: skip
     with pytest.raises(PolicyError) as caught:
-        parse_policy_text(path.read_text())
+        parse_policy_text(path.read_text(), VOCABULARIES[dialect])
     assert sorted(caught.value.errors) == sorted(expected_errors(path))
 
 

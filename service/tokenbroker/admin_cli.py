@@ -17,6 +17,7 @@ from tokenbroker.errors import BrokerError
 from tokenbroker.limits.rules import parse_duration
 from tokenbroker.policy.model import PolicyError
 from tokenbroker.policy.parse import parse_policy_text
+from tokenbroker.policy.vocabulary import VOCABULARIES, Vocabulary
 
 
 def settings_from_args(args: argparse.Namespace, *, require_secrets: bool = True) -> Settings:
@@ -34,10 +35,10 @@ def _print_policy_errors(path: str, exc: PolicyError) -> None:
         print(f"  {error}", file=sys.stderr)
 
 
-def _read_policy_file(path: str) -> str:
+def _read_policy_file(path: str, vocabulary: Vocabulary) -> str:
     try:
         text = Path(path).read_text()
-        parse_policy_text(text)
+        parse_policy_text(text, vocabulary)
     except OSError as exc:
         sys.exit(f"tokenbroker: cannot read {path}: {exc}")
     except PolicyError as exc:
@@ -61,6 +62,7 @@ async def _operate(args: argparse.Namespace) -> None:
         RedisPolicyStore(client, settings.redis.prefix),
         RedisLimiter(client, settings.redis.prefix, cluster=settings.redis.cluster),
         RedisAudit(client, f"{settings.redis.prefix}:audit", settings.audit.max_entries),
+        VOCABULARIES[settings.upstream.dialect],
     )
     try:
         await _dispatch(args, ops)
@@ -74,8 +76,8 @@ async def _dispatch(args: argparse.Namespace, ops: Any) -> None:
     sub_command = getattr(args, "policy_command", None) or getattr(args, "user_command", None)
     action = f"{args.command} {sub_command or args.audit_command}"
     if action == "policy apply":
-        applied = await ops.apply(_read_policy_file(args.file), dry_run=args.dry_run,
-                                  note=args.file)  # fmt: skip
+        text = _read_policy_file(args.file, ops.vocabulary)
+        applied = await ops.apply(text, dry_run=args.dry_run, note=args.file)
         print(applied.diff or "no changes")
         print(
             "dry run: nothing applied" if args.dry_run else f"applied as version {applied.version}"
@@ -114,8 +116,8 @@ async def _dispatch(args: argparse.Namespace, ops: Any) -> None:
 
 def cmd_policy(args: argparse.Namespace) -> None:
     if args.policy_command == "validate":
-        _read_policy_file(args.file)
-        print(f"{args.file}: valid")
+        _read_policy_file(args.file, VOCABULARIES[args.dialect])
+        print(f"{args.file}: valid for dialect {args.dialect}")
     else:
         asyncio.run(_operate(args))
 

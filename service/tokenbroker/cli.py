@@ -165,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     policy = sub.add_parser("policy", help="validate, apply and inspect policy versions")
     psub = policy.add_subparsers(dest="policy_command", required=True)
-    psub.add_parser("validate").add_argument("file")
+    check = psub.add_parser("validate", help="check a policy file for an upstream dialect")
+    check.add_argument("file")
+    check.add_argument("--dialect", default="openai", choices=("openai", "openai-beta", "azure"))
     apply = with_config(psub.add_parser("apply"))
     apply.add_argument("file")
     apply.add_argument("--dry-run", action="store_true")

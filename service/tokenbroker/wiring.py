@@ -27,6 +27,7 @@ from tokenbroker.limits.memory import MemoryLimiter
 from tokenbroker.limits.redis import RedisLimiter
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.store import RedisPolicyStore
+from tokenbroker.policy.vocabulary import VOCABULARIES
 from tokenbroker.upstream.client import Upstream, UpstreamPolicy, make_session
 from tokenbroker.upstream.dialects import DIALECTS
 
@@ -83,7 +84,8 @@ async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[R
     up_cfg = settings.upstream
     try:
         store = RedisPolicyStore(client, settings.redis.prefix, listener)
-        cache = PolicyCache(store, settings.policies.refresh_interval)
+        vocabulary = VOCABULARIES[settings.upstream.dialect]
+        cache = PolicyCache(store, settings.policies.refresh_interval, vocabulary)
         initial = initial_policies(settings)
         with contextlib.suppress(*STORE_ERRORS):
             await cache.bootstrap(initial)
@@ -109,7 +111,9 @@ async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[R
             make_jwks_client() as jwks_http,
         ):
             broker = build_broker(settings, metrics, jwks_http, cache, guarded, up)
-            runtime = Runtime(broker, settings, Operations(store, limiter, audit), audit, ping)
+            runtime = Runtime(
+                broker, settings, Operations(store, limiter, audit, vocabulary), audit, ping
+            )
             runtime.start(cache.run(initial), audit.run())
             try:
                 yield runtime

@@ -16,6 +16,7 @@ from tokenbroker.infra.metrics import Metrics
 from tokenbroker.limits.memory import MemoryLimiter
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.store import MemoryPolicyStore
+from tokenbroker.policy.vocabulary import VOCABULARIES
 from tokenbroker.server import serve_in_thread
 from tokenbroker.wiring import build_broker, initial_policies, open_upstream
 
@@ -26,7 +27,8 @@ DEV_API_KEY = "sk-dev-fake-upstream"  # the fake upstream's key, not a secret
 async def memory_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime]:
     fake = create_fake_upstream(FakeControls(api_key=DEV_API_KEY, record=False))
     store = MemoryPolicyStore()
-    cache = PolicyCache(store, settings.policies.refresh_interval)
+    vocabulary = VOCABULARIES[settings.upstream.dialect]
+    cache = PolicyCache(store, settings.policies.refresh_interval, vocabulary)
     await cache.bootstrap(initial_policies(settings))
     limiter = MemoryLimiter()
     audit = MemoryAudit()
@@ -36,7 +38,7 @@ async def memory_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[
         make_jwks_client() as jwks_http,
     ):
         broker = build_broker(settings, metrics, jwks_http, cache, limiter, upstream)
-        runtime = Runtime(broker, settings, Operations(store, limiter, audit), audit)
+        runtime = Runtime(broker, settings, Operations(store, limiter, audit, vocabulary), audit)
         runtime.start(cache.listen())
         try:
             yield runtime

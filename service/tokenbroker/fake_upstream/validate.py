@@ -1,5 +1,6 @@
 """The fake upstream's request check: JSON Schema data derived from the official OpenAPI
-documents (``schemas/``, made by ``scripts/derive_schemas.py``), checked by ``jsonschema``.
+documents (``tokenbroker/schemas/``, made by ``scripts/derive_schemas.py``), checked by
+``jsonschema``.
 
 Independent of the broker's own validator on purpose: what the broker sends is checked
 against the documents, not against the broker's reading of them. Failures take OpenAI's
@@ -31,7 +32,7 @@ class Refused(Exception):
 
 @functools.cache
 def validator(schema_file: str, component: str) -> Draft202012Validator:
-    data = json.loads(resources.files(__package__).joinpath("schemas", schema_file).read_text())
+    data = json.loads(resources.files("tokenbroker").joinpath("schemas", schema_file).read_text())
     return Draft202012Validator({**data, "$ref": f"#/$defs/{component}"})
 
 

@@ -8,7 +8,7 @@ and raises the error that ends a request; the edge decides the outcome from that
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +19,16 @@ from tokenbroker.infra.metrics import Metrics
 from tokenbroker.infra.strict_json import parse_body
 from tokenbroker.limits.gcra import Limiter
 from tokenbroker.limits.headers import rate_limit_headers
+from tokenbroker.limits.rules import LimitRule
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.enforce import enforce
+from tokenbroker.policy.enforce_ga import enforce_ga
+from tokenbroker.policy.ga_request import validate_client_secret_request
+from tokenbroker.policy.model import Policy
 from tokenbroker.policy.session import validate_session
 from tokenbroker.upstream.client import Upstream
-from tokenbroker.upstream.failures import UpstreamError
+from tokenbroker.upstream.dialects.ga import from_ga
+from tokenbroker.upstream.failures import Minted, UpstreamError
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,21 +48,78 @@ class Broker:
     async def mint(
         self, authorization: Sequence[str], body: bytes, log: RequestContext
     ) -> MintReply:
+        """The seed's endpoint: a session config in, ``{client_secret, model}`` out."""
+        user_id, claims = await self._identify(authorization, log)
+        request = validate_session(parse_body(body))
+        policy, global_limits = self._policy(user_id, claims, log)
+        enforced = enforce(policy, request)
+        minted, headers = await self._issue(
+            user_id, policy, global_limits, enforced.session, {}, enforced.adjusted, log
+        )
+        return MintReply(
+            {
+                "client_secret": {"value": minted.value, "expires_at": minted.expires_at},
+                "model": enforced.session["model"],
+            },
+            headers,
+        )
+
+    async def mint_client_secret(
+        self, authorization: Sequence[str], body: bytes, log: RequestContext
+    ) -> MintReply:
+        """The GA endpoint: ``{expires_after, session}`` in, ``{value, expires_at, session:
+        {type, model}}`` out (never the instructions, tools, prompt or tracing)."""
+        user_id, claims = await self._identify(authorization, log)
+        request = validate_client_secret_request(parse_body(body))
+        seed, ga_only = from_ga(request.get("session") or {"type": "realtime"})
+        policy, global_limits = self._policy(user_id, claims, log)
+        enforced = enforce(policy, seed)
+        ttl = (request.get("expires_after") or {}).get("seconds")
+        extra, clamped = enforce_ga(policy, ga_only, ttl)
+        minted, headers = await self._issue(
+            user_id, policy, global_limits, enforced.session, extra,
+            (*enforced.adjusted, *clamped), log,
+        )  # fmt: skip
+        session = {"type": extra["type"]}
+        if extra["type"] == "realtime":
+            session["model"] = enforced.session["model"]
+        return MintReply(
+            {"value": minted.value, "expires_at": minted.expires_at, "session": session}, headers
+        )
+
+    async def _identify(
+        self, authorization: Sequence[str], log: RequestContext
+    ) -> tuple[str, Mapping[str, Any]]:
         identity = await self.authenticator.verify(bearer_token(authorization))
         log.identified(identity.user_id)
-        user_id, claims = identity.user_id, identity.claims
-        request = validate_session(parse_body(body))
+        return identity.user_id, identity.claims
+
+    def _policy(
+        self, user_id: str, claims: Mapping[str, Any], log: RequestContext
+    ) -> tuple[Policy, tuple[LimitRule, ...]]:
         policies = self.policies.policies
         if policies is None:
             raise Unavailable("store_unavailable", "Policies are not loaded yet.",
                               headers={"Retry-After": "1"})  # fmt: skip
         policy = self.policies.select(user_id, claims)
         log.policy = policy.name
-        enforced = enforce(policy, request)
-        log.model = enforced.session["model"]
-        log.voice = enforced.session.get("voice")
+        return policy, policies.global_limits
 
-        charge = await self.limiter.charge(user_id, policy.limits, policies.global_limits)
+    async def _issue(
+        self,
+        user_id: str,
+        policy: Policy,
+        global_limits: tuple[LimitRule, ...],
+        session: dict[str, Any],
+        ga_only: dict[str, Any],
+        adjusted: tuple[str, ...],
+        log: RequestContext,
+    ) -> tuple[Minted, dict[str, str]]:
+        """Charge the limits, ask the upstream in its dialect, give the charge back if it
+        failed in a way that leaves the user without a key."""
+        log.model = session.get("model")
+        log.voice = session.get("voice")
+        charge = await self.limiter.charge(user_id, policy.limits, global_limits)
         self.metrics.limiter_decision(charge.decision).inc()
         headers = rate_limit_headers(charge)
         if not charge.allowed:
@@ -66,7 +128,7 @@ class Broker:
                               "Rate limit exceeded; retry after the Retry-After delay.",
                               headers=headers)  # fmt: skip
 
-        request_body, dropped = self.upstream.dialect.shape(enforced.session, {})
+        request_body, dropped = self.upstream.dialect.shape(session, ga_only)
         started = time.perf_counter()
         try:
             minted = await self.upstream.create_session(request_body)
@@ -78,16 +140,9 @@ class Broker:
             error.headers.update(headers)
             raise error from None
         self._upstream_took(started, "ok", log)
-
-        if enforced.adjusted or dropped:  # clamped, or not sent: this dialect lacks it
-            headers["Policy-Adjusted"] = ", ".join((*enforced.adjusted, *dropped))
-        return MintReply(
-            {
-                "client_secret": {"value": minted.value, "expires_at": minted.expires_at},
-                "model": enforced.session["model"],
-            },
-            headers,
-        )
+        if adjusted or dropped:  # clamped, or not sent: this dialect lacks it
+            headers["Policy-Adjusted"] = ", ".join((*adjusted, *dropped))
+        return minted, headers
 
     def _upstream_took(self, started: float, result: str, log: RequestContext) -> None:
         seconds = time.perf_counter() - started

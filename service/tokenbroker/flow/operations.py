@@ -17,15 +17,16 @@ from tokenbroker.limits.gcra import LimitState
 from tokenbroker.policy.model import PolicyError, PolicySet
 from tokenbroker.policy.parse import parse_policy_text
 from tokenbroker.policy.store import PolicyStore, PolicyVersion
+from tokenbroker.policy.vocabulary import GA, Vocabulary
 
 
 def _invalid(exc: PolicyError) -> InvalidRequest:
     return InvalidRequest("invalid_policy", "; ".join(exc.errors), param="policy")
 
 
-def validate(text: str) -> PolicySet:
+def validate(text: str, vocabulary: Vocabulary = GA) -> PolicySet:
     try:
-        return parse_policy_text(text)
+        return parse_policy_text(text, vocabulary)
     except PolicyError as exc:
         raise _invalid(exc) from None
 
@@ -37,8 +38,16 @@ class Applied:
 
 
 class Operations:
-    def __init__(self, store: PolicyStore, limits: LimitState, audit: AuditTrail) -> None:
+    def __init__(
+        self,
+        store: PolicyStore,
+        limits: LimitState,
+        audit: AuditTrail,
+        vocabulary: Vocabulary = GA,
+    ) -> None:
+        """``vocabulary``: the model and voice names of the broker's upstream dialect."""
         self.store = store
+        self.vocabulary = vocabulary
         self.limits = limits
         self.audit = audit
 
@@ -48,13 +57,13 @@ class Operations:
         if record is None:
             return None, None
         try:
-            return record, parse_policy_text(record.text)
+            return record, parse_policy_text(record.text, self.vocabulary)
         except PolicyError:
             return record, None
 
     async def apply(self, text: str, *, dry_run: bool = False, note: str = "") -> Applied:
         """Validate, diff against the live version, and (unless a dry run) apply."""
-        validate(text)
+        validate(text, self.vocabulary)
         live, _ = await self.live()
         before = live.text if live else ""
         name = f"live (version {live.version})" if live else "live (none)"
@@ -71,7 +80,7 @@ class Operations:
         target = await self.store.get(version)
         if target is None:
             raise NotFound("not_found", f"No policy version {version}.")
-        validate(target.text)
+        validate(target.text, self.vocabulary)
         return await self.store.apply(target.text, note=f"rollback to {version}")
 
     async def history(self) -> list[PolicyVersion]:

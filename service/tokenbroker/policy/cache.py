@@ -16,6 +16,7 @@ from tokenbroker.infra.redis import STORE_ERRORS
 from tokenbroker.policy.model import Policy, PolicyError, PolicySet
 from tokenbroker.policy.parse import parse_policy_text
 from tokenbroker.policy.store import PolicyStore
+from tokenbroker.policy.vocabulary import GA, Vocabulary
 
 log = logging.getLogger("tokenbroker.policy")
 
@@ -27,8 +28,9 @@ class PolicyCache:
     stamp, so a lost message only delays a switch by one interval.
     """
 
-    def __init__(self, store: PolicyStore, interval: float) -> None:
+    def __init__(self, store: PolicyStore, interval: float, vocabulary: Vocabulary = GA) -> None:
         self.store = store
+        self.vocabulary = vocabulary
         self._interval = interval
         self.version = 0
         self.policies: PolicySet | None = None
@@ -44,7 +46,7 @@ class PolicyCache:
         """Load the current version; on an empty store, apply ``initial_text`` first."""
         version, _ = await self.store.stamp()
         if version == 0 and initial_text is not None:
-            parse_policy_text(initial_text)  # refuse to seed an invalid file
+            parse_policy_text(initial_text, self.vocabulary)  # refuse to seed an invalid file
             version = await self.store.apply(initial_text, note="initial file")
             log.info("policy store was empty; applied the configured file as version %d", version)
         await self.refresh()
@@ -63,7 +65,7 @@ class PolicyCache:
         if record is None:
             return changed
         try:
-            policies = parse_policy_text(record.text)
+            policies = parse_policy_text(record.text, self.vocabulary)
         except PolicyError as exc:
             self._rejected.add(version)
             log.error(

@@ -34,7 +34,7 @@ def mapping(raw: Any, path: str, errors: Errors, keys: Mapping[str, Any]) -> dic
     return raw
 
 
-def _string_list(allowed: tuple[str, ...] | None, *, what: str = "value") -> Parser:
+def string_list(allowed: tuple[str, ...] | None, *, what: str = "value") -> Parser:
     def parse(raw: Any, path: str, errors: Errors) -> tuple[str, ...] | None:
         if not isinstance(raw, list) or not raw:
             errors.append(f"{path}: must be a non-empty list")
@@ -69,7 +69,7 @@ def _number(raw: Any, path: str, errors: Errors, low: float, high: float) -> flo
     return float(raw)
 
 
-def _range(low: float, high: float, *, with_default: bool, integral: bool = False) -> Parser:
+def number_range(low: float, high: float, *, with_default: bool, integral: bool = False) -> Parser:
     def parse(raw: Any, path: str, errors: Errors) -> NumberRange | None:
         keys = ("min", "max", "default") if with_default else ("min", "max")
         raw = mapping(raw, path, errors, dict.fromkeys(keys))
@@ -102,7 +102,7 @@ def _range(low: float, high: float, *, with_default: bool, integral: bool = Fals
 
 
 def _temperature(raw: Any, path: str, errors: Errors) -> NumberRange | None:
-    parsed: NumberRange | None = _range(*ref.TEMPERATURE_RANGE, with_default=True)(
+    parsed: NumberRange | None = number_range(*ref.TEMPERATURE_RANGE, with_default=True)(
         raw, path, errors
     )
     if parsed is not None and parsed.default is None:
@@ -112,8 +112,16 @@ def _temperature(raw: Any, path: str, errors: Errors) -> NumberRange | None:
 
 
 def _token_cap(raw: Any, path: str, errors: Errors) -> TokenCap | None:
+    return _cap(raw, path, errors, *ref.OUTPUT_TOKENS_RANGE)
+
+
+def cap(low: int, high: int) -> Parser:
+    """``{max, default}``: a whole number, clamped to max; default max."""
+    return lambda raw, path, errors: _cap(raw, path, errors, low, high)
+
+
+def _cap(raw: Any, path: str, errors: Errors, low: int, high: int) -> TokenCap | None:
     raw = mapping(raw, path, errors, {"max": None, "default": None})
-    low, high = ref.OUTPUT_TOKENS_RANGE
     before = len(errors)
     values = {}
     for key in ("max", "default"):
@@ -144,7 +152,7 @@ def _modalities(raw: Any, path: str, errors: Errors) -> tuple[tuple[str, ...], .
         return None
     sets = []
     for i, item in enumerate(raw):
-        parsed = _string_list(ref.MODALITIES, what="modality")(item, f"{path}[{i}]", errors)
+        parsed = string_list(ref.MODALITIES, what="modality")(item, f"{path}[{i}]", errors)
         if parsed:
             sets.append(parsed)
     return tuple(sets)
@@ -180,7 +188,7 @@ def _tools(raw: Any, path: str, errors: Errors) -> Tools | None:
                 errors.append(f"{path}.{key}: not used when mode is none")
         return Tools()
     if mode == "client":
-        names = _string_list(None)(raw.get("names"), f"{path}.names", errors)
+        names = string_list(None)(raw.get("names"), f"{path}.names", errors)
         if "list" in raw:
             errors.append(f"{path}.list: not used when mode is client")
         return Tools("client", names=names or ())
@@ -206,7 +214,7 @@ def _tools(raw: Any, path: str, errors: Errors) -> Tools | None:
 
 def _transcription(raw: Any, path: str, errors: Errors) -> Transcription | None:
     raw = mapping(raw, path, errors, {"models": None})
-    models = _string_list(ref.TRANSCRIPTION_MODELS, what="transcription model")(
+    models = string_list(ref.TRANSCRIPTION_MODELS, what="transcription model")(
         raw.get("models"), f"{path}.models", errors
     )
     return Transcription(models) if models else None
@@ -222,7 +230,7 @@ def _turn_detection(raw: Any, path: str, errors: Errors) -> TurnDetection | None
         "silence_duration_ms",
     )
     raw = mapping(raw, path, errors, dict.fromkeys(keys))
-    types = _string_list(ref.TURN_DETECTION_TYPES, what="turn detection type")(
+    types = string_list(ref.TURN_DETECTION_TYPES, what="turn detection type")(
         raw.get("types", list(ref.TURN_DETECTION_TYPES)), f"{path}.types", errors
     )
     allow_none = raw.get("allow_none", False)
@@ -230,7 +238,7 @@ def _turn_detection(raw: Any, path: str, errors: Errors) -> TurnDetection | None
         errors.append(f"{path}.allow_none: must be true or false")
     eagerness = None
     if "eagerness" in raw:
-        eagerness = _string_list(ref.EAGERNESS, what="eagerness")(
+        eagerness = string_list(ref.EAGERNESS, what="eagerness")(
             raw["eagerness"], f"{path}.eagerness", errors
         )
     ranges: dict[str, NumberRange | None] = {}
@@ -241,7 +249,7 @@ def _turn_detection(raw: Any, path: str, errors: Errors) -> TurnDetection | None
     }
     for key, (low, high, integral) in bounds.items():
         if key in raw:
-            parse = _range(low, high, with_default=False, integral=integral)
+            parse = number_range(low, high, with_default=False, integral=integral)
             ranges[key] = parse(raw[key], f"{path}.{key}", errors)
     if not types:
         return None
@@ -257,16 +265,16 @@ def _bool(raw: Any, path: str, errors: Errors) -> bool:
 
 POLICY_FIELDS: dict[str, Parser] = {
     "disabled": _bool,
-    "models": _string_list(ref.MODELS, what="model"),
-    "voices": _string_list(ref.VOICES, what="voice"),
+    "models": string_list(None, what="model"),  # names checked per dialect (vocabulary.py)
+    "voices": string_list(None, what="voice"),
     "modalities": _modalities,
-    "input_audio_formats": _string_list(ref.AUDIO_FORMATS, what="audio format"),
-    "output_audio_formats": _string_list(ref.AUDIO_FORMATS, what="audio format"),
+    "input_audio_formats": string_list(ref.AUDIO_FORMATS, what="audio format"),
+    "output_audio_formats": string_list(ref.AUDIO_FORMATS, what="audio format"),
     "temperature": _temperature,
     "max_response_output_tokens": _token_cap,
     "instructions": _instructions,
     "tools": _tools,
     "transcription": _transcription,
     "turn_detection": _turn_detection,
-    "noise_reduction": _string_list(ref.NOISE_REDUCTION_TYPES, what="noise reduction type"),
+    "noise_reduction": string_list(ref.NOISE_REDUCTION_TYPES, what="noise reduction type"),
 }

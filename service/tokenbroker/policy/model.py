@@ -57,6 +57,12 @@ class TokenCap:
 
 
 @dataclass(frozen=True, slots=True)
+class Tracing:
+    mode: str = "forbid"  # forbid | allow | force
+    workflow_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     name: str
     disabled: bool = False
@@ -73,6 +79,15 @@ class Policy:
     turn_detection: TurnDetection | None = None
     noise_reduction: tuple[str, ...] | None = None
     limits: tuple[LimitRule, ...] = ()
+    # GA session fields (the GA endpoint; a dialect without them names them as not sent)
+    session_types: tuple[str, ...] = ("realtime",)
+    speed: NumberRange | None = None
+    tracing: Tracing = field(default_factory=Tracing)
+    client_secret_ttl: TokenCap | None = None
+    reasoning_efforts: tuple[str, ...] | None = None
+    prompts: tuple[str, ...] | None = None
+    include: tuple[str, ...] | None = None
+    truncation: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

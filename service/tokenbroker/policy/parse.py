@@ -13,7 +13,9 @@ import yaml
 
 from tokenbroker.limits.rules import LimitRule, parse_duration
 from tokenbroker.policy.fields import POLICY_FIELDS, Errors, Parser, mapping
+from tokenbroker.policy.fields_ga import GA_FIELDS
 from tokenbroker.policy.model import Policy, PolicyError, PolicySet
+from tokenbroker.policy.vocabulary import GA, Vocabulary
 
 
 def parse_limits(raw: Any, path: str, errors: Errors) -> tuple[LimitRule, ...]:
@@ -43,8 +45,8 @@ def parse_limits(raw: Any, path: str, errors: Errors) -> tuple[LimitRule, ...]:
     return tuple(rules)
 
 
-# A policy's fields: those of fields.py, and its limits.
-FIELDS: dict[str, Parser] = {**POLICY_FIELDS, "limits": parse_limits}
+# A policy's fields: those of fields.py and fields_ga.py, and its limits.
+FIELDS: dict[str, Parser] = {**POLICY_FIELDS, **GA_FIELDS, "limits": parse_limits}
 TOP_LEVEL = ("default_policy", "policy_claim", "global_limits", "policies", "users")
 
 
@@ -74,8 +76,22 @@ def _resolve(
     return fields
 
 
-def parse_policy_set(document: Any) -> PolicySet:
-    """Validate a whole policy document; raise PolicyError naming every problem."""
+def _names(own: Mapping[str, dict[str, Any]], vocabulary: Vocabulary, errors: Errors) -> None:
+    """Model and voice names the dialect does not have, by path."""
+    for name, fields in own.items():
+        for key, what, known in (("models", "model", vocabulary.models),
+                                 ("voices", "voice", vocabulary.voices)):  # fmt: skip
+            for i, value in enumerate(fields.get(key) or ()):
+                if known is not None and value not in known:
+                    errors.append(
+                        f"policies.{name}.{key}[{i}]: unknown {what} {value!r} for dialect "
+                        f"{vocabulary.dialect} (one of: {', '.join(known)})"
+                    )
+
+
+def parse_policy_set(document: Any, vocabulary: Vocabulary = GA) -> PolicySet:
+    """Validate a whole policy document for the upstream ``vocabulary``; raise PolicyError
+    naming every problem."""
     errors: Errors = []
     doc = mapping(document, "", errors, dict.fromkeys(TOP_LEVEL))
     raw_policies = doc.get("policies")
@@ -92,6 +108,7 @@ def parse_policy_set(document: Any) -> PolicySet:
             for key, value in raw.items()
             if key in FIELDS
         }
+    _names(own, vocabulary, errors)
 
     policies: dict[str, Policy] = {}
     resolved: dict[str, dict[str, Any]] = {}
@@ -133,10 +150,10 @@ def parse_policy_set(document: Any) -> PolicySet:
     )
 
 
-def parse_policy_text(text: str) -> PolicySet:
+def parse_policy_text(text: str, vocabulary: Vocabulary = GA) -> PolicySet:
     """Parse YAML text and validate it; PolicyError on any problem."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise PolicyError([f"(yaml): {exc}"]) from None
-    return parse_policy_set(document)
+    return parse_policy_set(document, vocabulary)
