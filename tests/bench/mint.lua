@@ -1,12 +1,15 @@
 -- wrk script: POST a session request, each with the next user's pre-signed JWT.
 -- TOKENS names a file with one token per line (made by the benchmark driver).
+-- MINT_PATH and MINT_BODY choose the endpoint and body (default: the seed's endpoint).
 local tokens = {}
 local index = 0
+local path = os.getenv("MINT_PATH") or "/v1/realtime/sessions"
+local body = os.getenv("MINT_BODY") or '{"voice":"ash"}'
 
 function init(args)
-  local path = os.getenv("TOKENS")
-  if path then
-    for line in io.lines(path) do tokens[#tokens + 1] = line end
+  local file = os.getenv("TOKENS")
+  if file then
+    for line in io.lines(file) do tokens[#tokens + 1] = line end
   end
   index = math.random(1, math.max(#tokens, 1))
 end
@@ -18,7 +21,7 @@ function request()
   if #tokens > 0 then
     headers["Authorization"] = "Bearer " .. tokens[(index % #tokens) + 1]
   end
-  return wrk.format("POST", "/v1/realtime/sessions", headers, '{"voice":"ash"}')
+  return wrk.format("POST", path, headers, body)
 end
 
 local errors = 0

@@ -89,6 +89,7 @@ class Server:
     ) -> None:
         self.name, self.port = name, port
         self.url = f"http://127.0.0.1:{port}"
+        self.request: dict[str, str] = {}  # MINT_PATH / MINT_BODY for wrk, if not the seed's
         self.log = open(workdir / f"{name}.log", "w")  # noqa: SIM115  # closed in stop()
         self.proc = subprocess.Popen(
             argv, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
@@ -177,11 +178,13 @@ class Bench:
             health="tcp",
         )
 
-    def broker(self, name: str, upstream: Server, policies: Path, prefix: str) -> Server:
+    def broker(
+        self, name: str, upstream: Server, policies: Path, prefix: str, dialect: str = "openai-beta"
+    ) -> Server:
         port = free_port()
         config = {
             "server": {"host": "127.0.0.1", "port": port},
-            "upstream": {"url": upstream.url + "/v1", "timeout": "10s", "dialect": "openai-beta"},
+            "upstream": {"url": upstream.url + "/v1", "timeout": "10s", "dialect": dialect},
             "redis": {"url": self.redis_url, "prefix": prefix},
             "policies": {"file": str(policies)},
             "auth": {
@@ -238,7 +241,7 @@ class Bench:
                     str(HERE / "mint.lua"),
                     target.url,
                 ],
-                env={**os.environ, "TOKENS": str(tokens)},
+                env={**os.environ, "TOKENS": str(tokens), **target.request},
                 stdout=subprocess.PIPE,
                 text=True,
             )
@@ -272,6 +275,9 @@ class Bench:
         for server in reversed(self.servers):
             server.stop()
         self.store.stop()
+
+
+GA_BODY = '{"session":{"type":"realtime","audio":{"output":{"voice":"ash"}}}}'
 
 
 def policies_file(path: Path, count: int, assignments: int) -> Path:
@@ -441,6 +447,35 @@ def run(plan: Plan, out: Path) -> dict[str, Any]:
         broker_many.stop()
         bench.servers.remove(broker_many)
 
+        # The GA path (the GA endpoint, GA upstream dialect, GA request validated against
+        # the schema data) against the beta path, both loaded at once, paired by round.
+        broker_ga = bench.broker("broker-ga", fast, one, "b4", dialect="openai")
+        broker_ga.request = {"MINT_PATH": "/v1/realtime/client_secrets", "MINT_BODY": GA_BODY}
+        pair_ga = [(broker, tokens), (broker_ga, tokens)]
+        bench.wrk_together(pair_ga, 32, plan.seconds)  # warm-up, not measured
+        ga_runs: dict[str, list[tuple[float, float]]] = {"beta": [], "ga": []}
+        for i in range(plan.rounds):
+            order = pair_ga if i % 2 == 0 else pair_ga[::-1]
+            measured = dict(
+                zip(
+                    ("beta", "ga") if i % 2 == 0 else ("ga", "beta"),
+                    bench.loaded_together(order, 32, plan.seconds),
+                    strict=True,
+                )
+            )
+            for key in ga_runs:
+                ga_runs[key].append(measured[key])
+        beta_rps, ga_rps = ([r for r, _ in ga_runs[k]] for k in ("beta", "ga"))
+        beta_cpu, ga_cpu = ([c for _, c in ga_runs[k]] for k in ("beta", "ga"))
+        result["ga_path"] = {
+            "method": "GA endpoint + GA dialect vs seed endpoint + beta dialect, loaded at once",
+            "rps": {"beta": median(beta_rps), "ga": median(ga_rps)},
+            "cpu_us_per_request": {"beta": median(beta_cpu), "ga": median(ga_cpu)},
+            "cpu_ratio": paired(ga_cpu, beta_cpu, ratio=True),
+        }
+        broker_ga.stop()
+        bench.servers.remove(broker_ga)
+
         slow = bench.fake("slow-upstream", latency_ms=250)
         broker_slow = bench.broker("broker-slow", slow, one, "b3")
         floor_slow = bench.floor("floor-slow", slow)
@@ -525,6 +560,7 @@ def table(result: dict[str, Any]) -> str:
         result["added_latency_ms"],
     )
     slow, soak, pol = result["slow_upstream"], result["soak"], result["policies"]
+    ga = result["ga_path"]
     many_key = next(k for k in pol if k.endswith("_users_rps"))
     rows = [
         (
@@ -559,6 +595,12 @@ def table(result: dict[str, Any]) -> str:
             f"(CPU {pol['cpu_us_per_request']['one']:.0f} vs "
             f"{pol['cpu_us_per_request']['many']:.0f} µs = {pol['cpu_ratio']:.2f})",
             "≥ 0.95",
+        ),
+        (
+            "GA path vs beta path (CPU per mint)",
+            f"{ga['cpu_us_per_request']['ga']:.0f} vs {ga['cpu_us_per_request']['beta']:.0f} µs"
+            f" = {ga['cpu_ratio']:.2f} ({ga['rps']['ga']:.0f} vs {ga['rps']['beta']:.0f}/s)",
+            "≤ 1.10",
         ),
         (
             f"{slow['concurrency']} concurrent, 250 ms upstream",
