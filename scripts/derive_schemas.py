@@ -8,8 +8,8 @@ Keeps, for the named component schemas and all they reference, only the validati
 ``$defs``; descriptions, examples and vendor extensions are dropped. Three facts that the
 documents state in words are read from them as they are derived:
 
-- "limited to [0.6, 1.2]" and "between 1 and 4096" become ``minimum``/``maximum`` (on the
-  integer branch of a ``oneOf``, where there is one);
+- "limited to [0.6, 1.2]", "(0.0 to 1.0)" and "between 1 and 4096" become ``minimum`` /
+  ``maximum`` (on the integer branch of a ``oneOf``, where there is one);
 - "can be set to `null`", ``default: null`` and OpenAPI's ``nullable`` make it nullable;
 - the API refuses unknown parameters (``unknown_parameter``), so every object that lists
   its properties is closed (``additionalProperties: false``).
@@ -33,7 +33,7 @@ KEYWORDS = {
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
     "minItems", "maxItems", "uniqueItems", "pattern", "additionalProperties", "$ref",
 }  # fmt: skip
-LIMITED = re.compile(r"limited to \[(-?[\d.]+),\s*(-?[\d.]+)\]")
+LIMITED = re.compile(r"limited to \[(-?[\d.]+),\s*(-?[\d.]+)\]|\((-?[\d.]+) to (-?[\d.]+)\)")
 BETWEEN = re.compile(r"between (-?\d+) and (-?\d+)")
 NULLABLE = re.compile(r"set to `null`", re.IGNORECASE)
 
@@ -68,11 +68,22 @@ def derive(node: Any) -> Any:
         out.setdefault("additionalProperties", False)
     prose = str(node.get("description", ""))
     if (match := LIMITED.search(prose)) or (match := BETWEEN.search(prose)):
-        _ranged(out, *match.groups())
+        _ranged(out, *[g for g in match.groups() if g is not None])
     nullable = node.get("nullable") is True or ("default" in node and node["default"] is None)
     if nullable or NULLABLE.search(prose):
-        out = {"anyOf": [out, {"type": "null"}]}
+        out = _nullable(out)
     return out
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` or null: as a second type where it has one (errors keep naming the field
+    inside it), else as an ``anyOf``."""
+    if isinstance(schema.get("type"), str) and not any(k in schema for k in ("anyOf", "oneOf")):
+        out = {**schema, "type": [schema["type"], "null"]}
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+        return out
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def _refs(node: Any) -> set[str]:

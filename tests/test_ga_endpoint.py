@@ -87,6 +87,19 @@ def test_transcription_sessions(client: openai.OpenAI, upstream: FakeUpstream) -
     assert sent(upstream)["session"]["type"] == "transcription"
 
 
+def test_mcp_tools_from_listed_servers(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    """An MCP tool of a listed server or connector passes with the policy's approval
+    setting forced; function tools still need a listed name."""
+    client.realtime.client_secrets.create(session={"type": "realtime", "tools": [
+        {"type": "mcp", "server_label": "docs", "server_url": "https://mcp.allowed.example/sse",
+         "require_approval": "never"},
+        {"type": "mcp", "server_label": "mail", "connector_id": "connector_gmail"},
+        {"type": "function", "name": "lookup", "parameters": {"type": "object"}},
+    ]})  # fmt: skip
+    tools = sent(upstream)["session"]["tools"]
+    assert [t.get("require_approval") for t in tools] == ["always", "always", None]
+
+
 def test_beta_sessions_through_the_sdk(client: openai.OpenAI, upstream: FakeUpstream) -> None:
     """The seed's endpoint, as the SDK's beta.realtime.sessions.create() calls it."""
     session = client.beta.realtime.sessions.create(model="gpt-realtime", voice="cedar")

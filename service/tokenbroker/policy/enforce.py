@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenbroker.errors import InvalidRequest, PermissionDenied
-from tokenbroker.policy.model import NumberRange, Policy, TurnDetection
+from tokenbroker.policy.model import McpServers, NumberRange, Policy, TurnDetection
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,16 @@ def _instructions(policy: Policy, request: dict[str, Any]) -> str | None:
     return text
 
 
+def _mcp(rule: McpServers | None, tool: dict[str, Any], param: str) -> dict[str, Any]:
+    """An MCP tool the policy lists (by server URL or connector id), approval forced."""
+    listed = rule is not None and (
+        tool.get("server_url") in rule.servers or tool.get("connector_id") in rule.connectors
+    )
+    if rule is None or not listed:
+        raise _deny("tools_not_allowed", param, "This MCP server is not allowed by your policy.")
+    return {**tool, "require_approval": rule.require_approval}
+
+
 def _tools(policy: Policy, request: dict[str, Any], session: dict[str, Any]) -> None:
     rule = policy.tools
     wanted = request.get("tools")
@@ -83,7 +93,9 @@ def _tools(policy: Policy, request: dict[str, Any], session: dict[str, Any]) -> 
     elif rule.mode == "client":
         tools = list(wanted or ())
         for i, tool in enumerate(tools):
-            if tool.get("name") not in rule.names:
+            if tool.get("type") == "mcp":
+                tools[i] = _mcp(rule.mcp, tool, f"tools[{i}]")
+            elif tool.get("name") not in rule.names:
                 raise _deny(
                     "tools_not_allowed",
                     f"tools[{i}]",

@@ -6,99 +6,20 @@ names them all. Allowed values come from the session reference (:mod:`.session`)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from tokenbroker.errors import InvalidRequest
 from tokenbroker.policy import session as ref
 from tokenbroker.policy.model import (
     Instructions,
+    McpServers,
     NumberRange,
     TokenCap,
     Tools,
     Transcription,
     TurnDetection,
 )
-
-Errors = list[str]
-Parser = Callable[[Any, str, Errors], Any]
-
-
-def mapping(raw: Any, path: str, errors: Errors, keys: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        errors.append(f"{path or '(document)'}: must be a mapping")
-        return {}
-    for key in raw:
-        if key not in keys:
-            errors.append(f"{path}.{key}: unknown key" if path else f"{key}: unknown key")
-    return raw
-
-
-def string_list(allowed: tuple[str, ...] | None, *, what: str = "value") -> Parser:
-    def parse(raw: Any, path: str, errors: Errors) -> tuple[str, ...] | None:
-        if not isinstance(raw, list) or not raw:
-            errors.append(f"{path}: must be a non-empty list")
-            return ()
-        out = []
-        for i, item in enumerate(raw):
-            if not isinstance(item, str):
-                errors.append(f"{path}[{i}]: must be a string")
-            elif allowed is not None and item not in allowed:
-                errors.append(
-                    f"{path}[{i}]: unknown {what} {item!r} (one of: {', '.join(allowed)})"
-                )
-            else:
-                out.append(item)
-        if len(set(out)) != len(out):
-            errors.append(f"{path}: has duplicates")
-        return tuple(out)
-
-    return parse
-
-
-def _number(raw: Any, path: str, errors: Errors, low: float, high: float) -> float | None:
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        errors.append(f"{path}: must be a number")
-        return None
-    if raw < low:
-        errors.append(f"{path}: must be at least {low}")
-        return None
-    if raw > high:
-        errors.append(f"{path}: must be at most {high}")
-        return None
-    return float(raw)
-
-
-def number_range(low: float, high: float, *, with_default: bool, integral: bool = False) -> Parser:
-    def parse(raw: Any, path: str, errors: Errors) -> NumberRange | None:
-        keys = ("min", "max", "default") if with_default else ("min", "max")
-        raw = mapping(raw, path, errors, dict.fromkeys(keys))
-        before = len(errors)
-        values: dict[str, float | None] = {}
-        for key in keys:
-            value = raw.get(key)
-            if value is not None:
-                if integral and (isinstance(value, bool) or not isinstance(value, int)):
-                    errors.append(f"{path}.{key}: must be an integer")
-                    continue
-                value = _number(value, f"{path}.{key}", errors, low, high)
-            values[key] = value
-        if len(errors) > before:
-            return None
-        lo = values.get("min")
-        lo = low if lo is None else lo
-        hi = values.get("max")
-        hi = high if hi is None else hi
-        if lo > hi:
-            errors.append(f"{path}: min ({lo:g}) is greater than max ({hi:g})")
-            return None
-        default = values.get("default")
-        if default is not None and not lo <= default <= hi:
-            errors.append(f"{path}.default: {default:g} is outside min..max ({lo:g}..{hi:g})")
-            return None
-        return NumberRange(lo, hi, default)
-
-    return parse
+from tokenbroker.policy.primitives import Errors, Parser, cap_of, mapping, number_range, string_list
 
 
 def _temperature(raw: Any, path: str, errors: Errors) -> NumberRange | None:
@@ -112,38 +33,7 @@ def _temperature(raw: Any, path: str, errors: Errors) -> NumberRange | None:
 
 
 def _token_cap(raw: Any, path: str, errors: Errors) -> TokenCap | None:
-    return _cap(raw, path, errors, *ref.OUTPUT_TOKENS_RANGE)
-
-
-def cap(low: int, high: int) -> Parser:
-    """``{max, default}``: a whole number, clamped to max; default max."""
-    return lambda raw, path, errors: _cap(raw, path, errors, low, high)
-
-
-def _cap(raw: Any, path: str, errors: Errors, low: int, high: int) -> TokenCap | None:
-    raw = mapping(raw, path, errors, {"max": None, "default": None})
-    before = len(errors)
-    values = {}
-    for key in ("max", "default"):
-        value = raw.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(f"{path}.{key}: must be an integer")
-        elif value < low:
-            errors.append(f"{path}.{key}: must be at least {low}")
-        elif value > high:
-            errors.append(f"{path}.{key}: must be at most {high}")
-        else:
-            values[key] = value
-    if len(errors) > before:
-        return None
-    cap = values.get("max", high)
-    default = values.get("default", cap)
-    if default > cap:
-        errors.append(f"{path}.default: {default} is greater than max ({cap})")
-        return None
-    return TokenCap(cap, default)
+    return cap_of(raw, path, errors, *ref.OUTPUT_TOKENS_RANGE)
 
 
 def _modalities(raw: Any, path: str, errors: Errors) -> tuple[tuple[str, ...], ...] | None:
@@ -180,18 +70,23 @@ def _instructions(raw: Any, path: str, errors: Errors) -> Instructions | None:
 
 
 def _tools(raw: Any, path: str, errors: Errors) -> Tools | None:
-    raw = mapping(raw, path, errors, {"mode": None, "names": None, "list": None})
+    raw = mapping(raw, path, errors, {"mode": None, "names": None, "list": None, "mcp": None})
     mode = raw.get("mode", "none")
+    if "mcp" in raw and mode != "client":
+        errors.append(f"{path}.mcp: used only when mode is client")
     if mode == "none":
         for key in ("names", "list"):
             if key in raw:
                 errors.append(f"{path}.{key}: not used when mode is none")
         return Tools()
     if mode == "client":
-        names = string_list(None)(raw.get("names"), f"{path}.names", errors)
+        names: tuple[str, ...] | None = ()  # MCP servers alone need no function names
+        if "names" in raw or "mcp" not in raw:
+            names = string_list(None)(raw.get("names"), f"{path}.names", errors)
         if "list" in raw:
             errors.append(f"{path}.list: not used when mode is client")
-        return Tools("client", names=names or ())
+        mcp = mcp_servers(raw["mcp"], f"{path}.mcp", errors) if "mcp" in raw else None
+        return Tools("client", names=names or (), mcp=mcp)
     if mode == "fixed":
         tools = raw.get("list")
         if not isinstance(tools, list) or not tools:
@@ -199,7 +94,7 @@ def _tools(raw: Any, path: str, errors: Errors) -> Tools | None:
             return None
         for i, tool in enumerate(tools):
             try:
-                ref.TOOL(tool, f"{path}.list[{i}]")
+                ref.validate_tool(tool, f"{path}.list[{i}]")
             except InvalidRequest as exc:
                 errors.append(f"{exc.param}: {exc.message}")
             else:
@@ -212,9 +107,30 @@ def _tools(raw: Any, path: str, errors: Errors) -> Tools | None:
     return None
 
 
+def mcp_servers(raw: Any, path: str, errors: Errors) -> McpServers | None:
+    """``{servers, connectors, require_approval}``: values from the GA schema data."""
+    from tokenbroker.policy.ga_request import FACTS  # GA data, read when parsing needs it
+
+    raw = mapping(raw, path, errors, {"servers": None, "connectors": None,
+                                      "require_approval": None})  # fmt: skip
+    if "servers" not in raw and "connectors" not in raw:
+        errors.append(f"{path}: name servers or connectors")
+        return None
+    found: dict[str, tuple[str, ...]] = {}
+    for key, allowed, what in (("servers", None, "server"),
+                               ("connectors", FACTS["connectors"], "connector")):  # fmt: skip
+        if key in raw:
+            found[key] = string_list(allowed, what=what)(raw[key], f"{path}.{key}", errors) or ()
+    approval = raw.get("require_approval", "always")
+    if approval not in FACTS["require_approval"]:
+        choices = ", ".join(FACTS["require_approval"])
+        errors.append(f"{path}.require_approval: must be one of {choices}")
+    return McpServers(found.get("servers", ()), found.get("connectors", ()), str(approval))
+
+
 def _transcription(raw: Any, path: str, errors: Errors) -> Transcription | None:
     raw = mapping(raw, path, errors, {"models": None})
-    models = string_list(ref.TRANSCRIPTION_MODELS, what="transcription model")(
+    models = string_list(None, what="transcription model")(  # any name, as both schemas
         raw.get("models"), f"{path}.models", errors
     )
     return Transcription(models) if models else None

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenbroker.policy.fields import Errors, Parser, cap, mapping, number_range, string_list
 from tokenbroker.policy.ga_request import FACTS
 from tokenbroker.policy.model import Tracing
+from tokenbroker.policy.primitives import Errors, Parser, cap, mapping, number_range, string_list
 
 TRACING_MODES = ("forbid", "allow", "force")
 

@@ -29,10 +29,20 @@ class Instructions:
 
 
 @dataclass(frozen=True, slots=True)
+class McpServers:
+    """MCP tools a client may send (GA): by server URL or connector id; approval forced."""
+
+    servers: tuple[str, ...] = ()
+    connectors: tuple[str, ...] = ()
+    require_approval: str = "always"
+
+
+@dataclass(frozen=True, slots=True)
 class Tools:
     mode: str = "none"  # none | client | fixed
     names: tuple[str, ...] = ()
     list: tuple[dict[str, Any], ...] = ()
+    mcp: McpServers | None = None  # mode client only
 
 
 @dataclass(frozen=True, slots=True)

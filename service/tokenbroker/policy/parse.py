@@ -12,9 +12,10 @@ from typing import Any
 import yaml
 
 from tokenbroker.limits.rules import LimitRule, parse_duration
-from tokenbroker.policy.fields import POLICY_FIELDS, Errors, Parser, mapping
+from tokenbroker.policy.fields import POLICY_FIELDS
 from tokenbroker.policy.fields_ga import GA_FIELDS
 from tokenbroker.policy.model import Policy, PolicyError, PolicySet
+from tokenbroker.policy.primitives import Errors, Parser, mapping
 from tokenbroker.policy.vocabulary import GA, Vocabulary
 
 

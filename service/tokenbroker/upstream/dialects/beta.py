@@ -10,8 +10,14 @@ from tokenbroker.upstream.dialects.base import Dialect
 def shape(
     session: dict[str, Any], ga_only: dict[str, Any]
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """The beta body is the enforced session; GA-only fields have no place in it."""
-    return session, tuple(sorted(ga_only))
+    """The beta body is the enforced session; GA-only fields and MCP tools (GA only) have
+    no place in it."""
+    tools = session.get("tools") or []
+    mcp = [f"tools[{i}]" for i, tool in enumerate(tools) if tool.get("type") == "mcp"]
+    if mcp:
+        session = {**session, "tools": [t for t in tools if t.get("type") != "mcp"]}
+    ignored = [k for k in sorted(ga_only) if k not in ("type", "custom_voice")]
+    return session, (*mcp, *ignored)
 
 
 BETA = Dialect(
