@@ -30,6 +30,7 @@ from tokenbroker.policy.store import RedisPolicyStore
 from tokenbroker.policy.vocabulary import VOCABULARIES
 from tokenbroker.upstream.client import Upstream, UpstreamPolicy, make_session
 from tokenbroker.upstream.dialects import DIALECTS
+from tokenbroker.upstream.entra import EntraToken, default_credential
 
 log = logging.getLogger("tokenbroker")
 
@@ -48,6 +49,7 @@ async def open_upstream(
         max_connections=settings.upstream.max_connections,
     )
     policy = UpstreamPolicy(deadline=settings.upstream.timeout, retries=settings.upstream.retries)
+    entra = settings.upstream.dialect == "azure" and settings.upstream.azure_auth == "entra_id"
     try:
         yield Upstream(
             session,
@@ -58,6 +60,7 @@ async def open_upstream(
             metrics.upstream_retries.inc,
             proxy=proxy,
             dialect=DIALECTS[settings.upstream.dialect],
+            token=EntraToken(default_credential()) if entra else None,
         )
     finally:
         await session.close()

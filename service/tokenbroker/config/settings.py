@@ -35,6 +35,11 @@ class UpstreamSettings(Section):
         "`https://{resource}.openai.azure.com/openai/v1`, key in `api-key`",
     )
     url: str = Field("https://api.openai.com/v1", description="the upstream API's base URL")
+    azure_auth: Literal["key", "entra_id"] = Field(
+        "key",
+        description="`azure` only: the resource key (`AZURE_OPENAI_API_KEY`) or Microsoft "
+        "Entra ID tokens from azure-identity (install the `azure` extra)",
+    )
     connect_timeout: Duration = Field(
         "2s", validate_default=True, description="TCP/TLS connect timeout"
     )
@@ -69,6 +74,8 @@ class UpstreamSettings(Section):
 
     @model_validator(mode="after")
     def _azure_needs_its_resource(self) -> UpstreamSettings:
+        if self.azure_auth == "entra_id" and self.dialect != "azure":
+            raise ValueError("@azure_auth: entra_id is for dialect azure")
         if self.dialect == "azure" and urlsplit(self.url).hostname == "api.openai.com":
             raise ValueError(
                 "@url: with dialect azure, set https://{resource}.openai.azure.com/openai/v1"

@@ -148,8 +148,9 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
             controls.arrived.notify_all()
         raw = await request.body()
         authorization = request.headers.get(key_header, "")
-        if key_header != "authorization":
-            authorization = f"Bearer {authorization}" if authorization else ""
+        if key_header != "authorization":  # Azure: a resource key, or an Entra ID bearer token
+            key = authorization
+            authorization = f"Bearer {key}" if key else request.headers.get("authorization", "")
         if controls.record:
             controls.received.append(
                 {

@@ -20,6 +20,7 @@ from yarl import URL
 
 from tokenbroker.infra.breaker import CircuitBreaker
 from tokenbroker.upstream.dialects import OPENAI, Dialect
+from tokenbroker.upstream.entra import EntraToken
 from tokenbroker.upstream.failures import Failure, Kind, Minted, UpstreamError
 from tokenbroker.upstream.retry import RetryPolicy, with_retries
 
@@ -44,12 +45,16 @@ class Upstream:
         on_retry: Callable[[], None] = lambda: None,
         proxy: str | None = None,
         dialect: Dialect = OPENAI,
+        token: EntraToken | None = None,
     ) -> None:
+        """``token``: bearer tokens instead of the key (Azure with Entra ID)."""
         self.dialect = dialect
+        self._token = token
         self._session = session
         self._url = URL(f"{upstream_url.rstrip('/')}{dialect.path}")  # parsed once
         self._proxy = URL(proxy) if proxy else None  # from the settings (HTTPS_PROXY…)
-        self._headers = {**dialect.auth(api_key), **(extra_headers or {})}
+        key_header = dialect.auth(api_key) if token is None else {}
+        self._headers = {**key_header, **(extra_headers or {})}
         self._policy = policy or UpstreamPolicy()
         self._retry = RetryPolicy(self._policy.retries, self._policy.backoff)
         self.breaker = CircuitBreaker(self._policy.breaker_threshold, self._policy.breaker_reset)
@@ -82,11 +87,14 @@ class Upstream:
             total=max(deadline - time.monotonic(), 0.001),
             connect=self._session.timeout.connect,
         )
+        headers = self._headers
+        if self._token is not None:
+            headers = {**headers, **await self._token.headers()}
         try:
             async with self._session.post(
                 self._url,
                 data=body,
-                headers=self._headers,
+                headers=headers,
                 allow_redirects=False,
                 proxy=self._proxy,
                 timeout=timeout,
