@@ -51,3 +51,13 @@ def test_not_yaml() -> None:
     with pytest.raises(PolicyError) as caught:
         parse_policy_text("policies: [unclosed")
     assert caught.value.errors[0].startswith("(yaml):")
+
+
+def test_audio_formats_by_either_name() -> None:
+    """A policy may name formats as GA does (audio/pcmu) or as the seed does (g711_ulaw):
+    both mean the same format, which each dialect writes in its own shape."""
+    text = "default_policy: p\npolicies:\n  p:\n    models: [m]\n"
+    text += "    input_audio_formats: [audio/pcmu, pcm16]\n    output_audio_formats: [audio/pcma]\n"
+    policy = parse_policy_text(text).policies["p"]
+    assert policy.input_audio_formats == ("g711_ulaw", "pcm16")
+    assert policy.output_audio_formats == ("g711_alaw",)

@@ -172,6 +172,14 @@ def _turn_detection(raw: Any, path: str, errors: Errors) -> TurnDetection | None
     return TurnDetection(types, allow_none is True, eagerness, **ranges)
 
 
+def _formats(raw: Any, path: str, errors: Errors) -> tuple[str, ...] | None:
+    """Audio formats by the seed's names (``pcm16``) or GA's (``audio/pcm``), kept as the
+    seed's: the dialect writes them in its own shape."""
+    names = (*ref.AUDIO_FORMATS, *ref.SEED_FORMAT)
+    found = string_list(names, what="audio format")(raw, path, errors)
+    return tuple(ref.SEED_FORMAT.get(name, name) for name in found) if found else found
+
+
 def _bool(raw: Any, path: str, errors: Errors) -> bool:
     if not isinstance(raw, bool):
         errors.append(f"{path}: must be true or false")
@@ -184,8 +192,8 @@ POLICY_FIELDS: dict[str, Parser] = {
     "models": string_list(None, what="model"),  # names checked per dialect (vocabulary.py)
     "voices": string_list(None, what="voice"),
     "modalities": _modalities,
-    "input_audio_formats": string_list(ref.AUDIO_FORMATS, what="audio format"),
-    "output_audio_formats": string_list(ref.AUDIO_FORMATS, what="audio format"),
+    "input_audio_formats": _formats,
+    "output_audio_formats": _formats,
     "temperature": _temperature,
     "max_response_output_tokens": _token_cap,
     "instructions": _instructions,

@@ -49,6 +49,14 @@ VAD_THRESHOLD_RANGE = _range(_TURN["threshold"])
 # Any model name: which models exist depends on the dialect (a GA model on the seed's
 # endpoint is fine when the broker speaks GA); the policy's allowlist decides, and
 # policy files are checked per dialect (vocabulary.py).
+# The seed's audio format names and the GA format objects they stand for.
+GA_FORMATS: dict[str, dict[str, Any]] = {
+    "pcm16": {"type": "audio/pcm", "rate": 24000},
+    "g711_ulaw": {"type": "audio/pcmu"},
+    "g711_alaw": {"type": "audio/pcma"},
+}
+SEED_FORMAT = {spec["type"]: name for name, spec in GA_FORMATS.items()}
+
 _SESSION = compile_schema(
     {**_DEFS["RealtimeSessionCreateRequest"],
      "properties": {**_FIELDS, "model": {"type": "string"}}},

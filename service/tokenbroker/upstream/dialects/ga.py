@@ -11,14 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from tokenbroker.policy.session import GA_FORMATS, SEED_FORMAT
 from tokenbroker.upstream.dialects.base import Dialect
 
-FORMATS: dict[str, dict[str, Any]] = {  # the seed's format names, GA's format objects
-    "pcm16": {"type": "audio/pcm", "rate": 24000},
-    "g711_ulaw": {"type": "audio/pcmu"},
-    "g711_alaw": {"type": "audio/pcma"},
-}
-SEED_FORMAT = {spec["type"]: name for name, spec in FORMATS.items()}
 INPUT = {  # seed field -> audio.input field
     "input_audio_transcription": "transcription",
     "turn_detection": "turn_detection",
@@ -56,14 +51,14 @@ def to_ga(
     audio_in: dict[str, Any] = {}
     audio_out: dict[str, Any] = {}
     if "input_audio_format" in session:
-        audio_in["format"] = FORMATS[session["input_audio_format"]]
+        audio_in["format"] = GA_FORMATS[session["input_audio_format"]]
     for seed, ga in INPUT.items():
         if seed in session:
             audio_in[ga] = session[seed]
     if "turn_detection" in audio_in:
         audio_in["turn_detection"] = _turn_detection(audio_in["turn_detection"], dropped)
     if "output_audio_format" in session:
-        audio_out["format"] = FORMATS[session["output_audio_format"]]
+        audio_out["format"] = GA_FORMATS[session["output_audio_format"]]
     if "voice" in session:
         voice = session["voice"]
         audio_out["voice"] = {"id": voice} if ga_only.get("custom_voice") else voice
