@@ -84,3 +84,17 @@ def test_dockerfile_runs_as_non_root() -> None:
     dockerfile = (DEPLOY.parent / "Dockerfile").read_text()
     assert "USER 10001:10001" in dockerfile
     assert dockerfile.rstrip().endswith('CMD ["serve"]')
+
+
+def test_dev_redis_keeps_the_limits_across_restarts() -> None:
+    """The dev Redis writes an append-only file, fsynced every second, to a persistent
+    volume: a restart does not hand every user a fresh burst."""
+    docs = documents()
+    redis = docs["Deployment/redis"]["spec"]["template"]["spec"]
+    args = redis["containers"][0]["args"]
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert args[args.index("--appendfsync") + 1] == "everysec"
+    [volume] = redis["volumes"]
+    assert volume["persistentVolumeClaim"]["claimName"] in {
+        name.split("/")[1] for name in docs if name.startswith("PersistentVolumeClaim/")
+    }

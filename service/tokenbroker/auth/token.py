@@ -72,6 +72,12 @@ def numeric_date(claims: dict[str, Any], name: str) -> float | None:
         if name in claims:
             raise MalformedToken(f"{name} is null")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise MalformedToken(f"{name} is not a number")
-    return float(value)
+    try:  # an integer too large for a float is no date either
+        seconds = float(value)
+    except OverflowError:
+        raise MalformedToken(f"{name} is out of range") from None
+    if not math.isfinite(seconds):
+        raise MalformedToken(f"{name} is not a finite number")
+    return seconds

@@ -35,11 +35,15 @@ async def _adopt(request: Request) -> None:
 
 
 def admin_routes(admin_token: str) -> list[Route]:
+    # The header's bytes as sent (a UTF-8 token stays UTF-8), compared in constant time.
     expected = f"Bearer {admin_token}".encode()
 
     def guarded(handler: Handler) -> Handler:
         async def check(request: Request) -> Response:
-            given = request.headers.get("authorization", "").encode()
+            sent = [v for n, v in request.scope["headers"] if n == b"authorization"]
+            if len(sent) > 1:
+                raise InvalidRequest("invalid_request", "Send one Authorization header.")
+            given = sent[0] if sent else b""
             if not given:
                 raise AuthenticationFailed("missing_token", "admin call without credential")
             if not hmac.compare_digest(given, expected):

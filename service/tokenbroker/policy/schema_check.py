@@ -11,6 +11,7 @@ component once, at import; the check costs tens of µs per request where jsonsch
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from importlib import resources
@@ -45,9 +46,50 @@ def _param(path: list[str], extra: str | None = None) -> str | None:
     return text or None
 
 
+SAFE_INTEGER = 2**53  # beyond it JSON numbers lose precision in most parsers
+
+
+def _fail_value(path: list[str], why: str) -> InvalidRequest:
+    param = _param(["data", *path])
+    return InvalidRequest("invalid_value", f"'{param}' {why}.", param=param)
+
+
+def sane(body: Any) -> None:
+    """Refuse what a schema cannot: integers past ±2**53 (a 4 000-digit number would be
+    forwarded as is), floats that overflowed to infinity (``1e400``), and strings that are
+    not valid Unicode (a lone surrogate such as ``"\\ud800"``)."""
+    stack: list[tuple[Any, list[str]]] = [(body, [])]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not key.isascii() and not _unicode(key):
+                    raise _fail_value(path, "has a key that is not valid Unicode")
+                stack.append((item, [*path, key]))
+        elif isinstance(value, list):
+            stack.extend((item, [*path, str(i)]) for i, item in enumerate(value))
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int) and not -SAFE_INTEGER <= value <= SAFE_INTEGER:
+            raise _fail_value(path, "is outside the numbers JSON carries exactly (±2^53)")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise _fail_value(path, "must be a finite number")
+        elif isinstance(value, str) and not value.isascii() and not _unicode(value):
+            raise _fail_value(path, "is not valid Unicode")
+
+
+def _unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check(validator: Check, body: Any, *, prefix: str = "") -> Any:
     """``body`` if ``validator`` accepts it, else :class:`InvalidRequest` naming the field
     (``prefix`` goes before a param, for a value checked on its own)."""
+    sane(body)
     try:
         validator(body)
     except fastjsonschema.JsonSchemaValueException as exc:
