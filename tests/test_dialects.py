@@ -137,3 +137,41 @@ def test_azure_needs_its_resource_url(tmp_path: Any) -> None:
     assert caught.value.errors == [
         "upstream.url: with dialect azure, set https://{resource}.openai.azure.com/openai/v1"
     ]
+
+
+@pytest.mark.parametrize(
+    ("dialect", "path"),
+    [
+        ("openai", "/v1/realtime/client_secrets"),
+        ("openai-beta", "/v1/realtime/sessions"),
+        ("azure", "/openai/v1/realtime/client_secrets"),
+    ],
+)
+def test_the_ga_endpoint_mints_through_every_dialect(
+    start_broker: StartBroker, upstream: FakeUpstream, dialect: str, path: str
+) -> None:
+    """The GA endpoint's reply is the same whatever the dialect; the upstream gets its own
+    shape, valid under its official schema; on the beta dialect the GA-only fields are not
+    sent and are named in Policy-Adjusted."""
+    base = upstream.url.removesuffix("/v1") + ("/openai/v1" if dialect == "azure" else "/v1")
+    env = {"AZURE_OPENAI_API_KEY": API_KEY} if dialect == "azure" else None
+    broker = start_broker(upstream={"url": base, "dialect": dialect}, env=env)
+    headers = {"Authorization": f"Bearer {make_token(f'ga-{dialect}')}"}
+    body = {
+        "expires_after": {"anchor": "created_at", "seconds": 60},
+        "session": {"type": "realtime", "audio": {"output": {"voice": "ash", "speed": 1.1}}},
+    }
+    reply = httpx.post(broker.url + "/v1/realtime/client_secrets", json=body, headers=headers)
+    assert reply.status_code == 200, reply.text
+    assert set(reply.json()) == {"value", "expires_at", "session"}
+    assert reply.json()["session"] == {"type": "realtime", "model": "gpt-4o-mini-realtime-preview"}
+    [request] = upstream.received()
+    assert request["path"] == path
+    sent = json.loads(request["body"])
+    assert list((BETA if dialect == "openai-beta" else GA).iter_errors(sent)) == []
+    adjusted = reply.headers.get("policy-adjusted", "")
+    if dialect == "openai-beta":
+        assert "expires_after" in adjusted and "speed" in adjusted
+    else:
+        assert sent["expires_after"]["seconds"] == 60
+        assert sent["session"]["audio"]["output"]["speed"] == 1.1
