@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -231,3 +232,30 @@ def test_mint_path_makes_no_policy_lookup_in_redis(
         assert set(calls) - inside_script - handshake <= {"evalsha"}
     finally:
         own.stop()
+
+
+def test_a_store_that_lost_its_data_cannot_fool_a_replica(
+    fleet: list[TokenbrokerServer], cli_config: Path, redis_server: RedisServer
+) -> None:
+    """Redis loses the policy keys (FLUSHALL, a restart without persistence); a new document
+    applied then is numbered as an old one was, yet every replica adopts it: a version is
+    identified by its number and its document's digest."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.delete(*client.keys(f"{PREFIX}:*"))  # everything of this fleet, as FLUSHALL would
+    applied = run_cli(cli_config, "policy", "apply", str(POLICIES / "limits.yaml"))
+    assert applied.returncode == 0, applied.stderr
+    assert "applied as version 1" in applied.stdout
+    digest = client.get(f"{PREFIX}:{{policy}}:current").decode().split(":")[1]
+
+    def everyone_holds_it() -> bool:
+        return all(httpx.get(b.url + "/readyz").json()["policy_digest"] == digest for b in fleet)
+
+    seconds_until(everyone_holds_it, 5.0)
+    assert versions(fleet) == [1, 1, 1]
+    for broker in fleet:  # and each serves it: the old one disabled "suspended", this one
+        token = make_token(f"lost-{uuid.uuid4().hex[:6]}", plan="suspended")  # has no such plan
+        reply = httpx.post(broker.url + "/v1/realtime/sessions", json={},
+                           headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert reply.status_code == 200, reply.text
+    restored = run_cli(cli_config, "policy", "apply", str(POLICIES / "integration.yaml"))
+    assert restored.returncode == 0, restored.stderr

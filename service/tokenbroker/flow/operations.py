@@ -52,7 +52,7 @@ class Operations:
         self.audit = audit
 
     async def live(self) -> tuple[PolicyVersion | None, PolicySet | None]:
-        version, _ = await self.store.stamp()
+        version = (await self.store.stamp()).version
         record = await self.store.get(version) if version else None
         if record is None:
             return None, None

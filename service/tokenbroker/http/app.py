@@ -112,8 +112,9 @@ async def metrics(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     ready, reason = await _runtime(request).ready()
-    version = _runtime(request).broker.policies.version
-    body: dict[str, Any] = {"ready": ready, "reason": reason, "policy_version": version}
+    cache = _runtime(request).broker.policies
+    body: dict[str, Any] = {"ready": ready, "reason": reason, "policy_version": cache.version,
+                            "policy_digest": cache.digest}  # fmt: skip
     return JSONResponse(body, 200 if ready else 503)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from tokenbroker.infra.redis import STORE_ERRORS
 from tokenbroker.policy.model import Policy, PolicyError, PolicySet
 from tokenbroker.policy.parse import parse_policy_text
-from tokenbroker.policy.store import PolicyStore
+from tokenbroker.policy.store import PolicyStore, digest
 from tokenbroker.policy.vocabulary import GA, Vocabulary
 
 log = logging.getLogger("tokenbroker.policy")
@@ -33,10 +33,11 @@ class PolicyCache:
         self.vocabulary = vocabulary
         self._interval = interval
         self.version = 0
+        self.digest = ""  # of the document held: with the version, what identifies it
         self.policies: PolicySet | None = None
         self.assignments: dict[str, str] = {}
-        self._users_rev = -1
-        self._rejected: set[int] = set()
+        self._users_seen: str | None = None
+        self._rejected: set[tuple[int, str]] = set()
 
     def select(self, user_id: str, claims: Mapping[str, Any]) -> Policy:
         assert self.policies is not None
@@ -44,7 +45,7 @@ class PolicyCache:
 
     async def bootstrap(self, initial_text: str | None) -> None:
         """Load the current version; on an empty store, apply ``initial_text`` first."""
-        version, _ = await self.store.stamp()
+        version = (await self.store.stamp()).version
         if version == 0 and initial_text is not None:
             parse_policy_text(initial_text, self.vocabulary)  # refuse to seed an invalid file
             version = await self.store.apply(initial_text, note="initial file")
@@ -53,28 +54,30 @@ class PolicyCache:
 
     async def refresh(self) -> bool:
         """Adopt what changed, if valid. True if something changed."""
-        version, users_rev = await self.store.stamp()
+        stamp = await self.store.stamp()
         changed = False
-        if users_rev != self._users_rev:
+        if stamp.users != self._users_seen:
             self.assignments = await self.store.assignments()
-            self._users_rev = users_rev
+            self._users_seen = stamp.users
             changed = True
-        if version == self.version or version in self._rejected:
+        held = stamp.version == self.version and stamp.digest in ("", self.digest)
+        if held or stamp.policy in self._rejected:  # "" : a pointer written without digest
             return changed
+        version = stamp.version
         record = await self.store.get(version)
-        if record is None:
-            return changed
+        if record is None or stamp.digest not in ("", digest(record.text)):
+            return changed  # written after the stamp was read: the next poll takes it
         try:
             policies = parse_policy_text(record.text, self.vocabulary)
         except PolicyError as exc:
-            self._rejected.add(version)
+            self._rejected.add(stamp.policy)
             log.error(
                 "policy version %d is invalid; keeping version %d: %s",
                 version, self.version, "; ".join(exc.errors),
             )  # fmt: skip
             return changed
-        self.policies, self.version = policies, version
-        log.info("policy version %d adopted", version)
+        self.policies, self.version, self.digest = policies, version, digest(record.text)
+        log.info("policy version %d (%s) adopted", version, self.digest)
         return True
 
     async def _refresh_quietly(self) -> None:

@@ -9,7 +9,9 @@ that fails validation is never adopted: the replica keeps its last good version.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,10 +29,28 @@ class PolicyVersion:
     note: str = ""
 
 
+def digest(text: str) -> str:
+    """What identifies a document's content: a replica never mistakes a new document for
+    the one it holds, even when a store that lost its data numbers it 1 again."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """What a replica polls: the current version and its digest, and the assignments'
+    revision (a random token per change, so a store that lost its data cannot repeat one)."""
+
+    version: int
+    digest: str
+    users: str
+
+    @property
+    def policy(self) -> tuple[int, str]:
+        return self.version, self.digest
+
+
 class PolicyStore(Protocol):
-    async def stamp(self) -> tuple[int, int]:
-        """(current policy version, assignments revision): what a replica polls."""
-        ...
+    async def stamp(self) -> Stamp: ...
 
     async def get(self, version: int) -> PolicyVersion | None: ...
     async def apply(self, text: str, note: str = "") -> int: ...
@@ -55,9 +75,12 @@ class RedisPolicyStore:
         self._users, self._users_rev = f"{base}:users", f"{base}:users_rev"
         self.channel = f"{base}:changed"
 
-    async def stamp(self) -> tuple[int, int]:
-        version, revision = await self._client.mget(self._current, self._users_rev)
-        return int(version or 0), int(revision or 0)
+    async def stamp(self) -> Stamp:
+        current, revision = await self._client.mget(self._current, self._users_rev)
+        text = current.decode() if isinstance(current, bytes) else str(current or "0")
+        version, _, text_digest = text.partition(":")  # "N:digest" (a bare N before digests)
+        users = revision.decode() if isinstance(revision, bytes) else str(revision or "")
+        return Stamp(int(version), text_digest, users)
 
     async def get(self, version: int) -> PolicyVersion | None:
         raw: dict[Any, Any] = await self._client.hgetall(f"{self._doc}{version}")
@@ -71,7 +94,7 @@ class RedisPolicyStore:
                 f"{self._doc}{version}",
                 mapping={"text": text, "applied_at": repr(time.time()), "note": note},
             )
-            tx.set(self._current, version)
+            tx.set(self._current, f"{version}:{digest(text)}")
             await tx.execute()
         await self._client.publish(self.channel, f"policy {version}")
         return version
@@ -95,7 +118,7 @@ class RedisPolicyStore:
                 tx.hdel(self._users, user_id)
             else:
                 tx.hset(self._users, user_id, policy)
-            tx.incr(self._users_rev)
+            tx.set(self._users_rev, os.urandom(8).hex())
             await tx.execute()
         await self._client.publish(self.channel, "users")
 
@@ -133,8 +156,9 @@ class MemoryPolicyStore:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def stamp(self) -> tuple[int, int]:
-        return self._current, self._users_rev
+    async def stamp(self) -> Stamp:
+        record = self._versions.get(self._current)
+        return Stamp(self._current, digest(record.text) if record else "", str(self._users_rev))
 
     async def get(self, version: int) -> PolicyVersion | None:
         return self._versions.get(version)
