@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -245,7 +246,8 @@ def test_a_store_that_lost_its_data_cannot_fool_a_replica(
     applied = run_cli(cli_config, "policy", "apply", str(POLICIES / "limits.yaml"))
     assert applied.returncode == 0, applied.stderr
     assert "applied as version 1" in applied.stdout
-    digest = client.get(f"{PREFIX}:{{policy}}:current").decode().split(":")[1]
+    current: Any = client.get(f"{PREFIX}:{{policy}}:current")
+    digest = bytes(current).decode().split(":")[1]
 
     def everyone_holds_it() -> bool:
         return all(httpx.get(b.url + "/readyz").json()["policy_digest"] == digest for b in fleet)

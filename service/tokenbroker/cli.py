@@ -14,6 +14,7 @@ from typing import Any
 from tokenbroker.admin_cli import cmd_operate, cmd_policy, settings_from_args
 from tokenbroker.config.load import DEFAULT_CONFIG, environment
 from tokenbroker.config.settings import AuthSettings, PoliciesSettings, ProviderSettings, Settings
+from tokenbroker.http.protocol import ProtocolLimits
 from tokenbroker.server import run
 
 
@@ -32,6 +33,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
         port,
         delay=settings.shutdown.delay,
         grace=settings.shutdown.grace,
+        limits=ProtocolLimits(
+            settings.server.max_connections,
+            settings.http.max_header_bytes,
+            settings.http.header_timeout,
+        ),
     )
 
 

@@ -22,6 +22,8 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from tokenbroker.http.protocol import ProtocolLimits, bounded_protocol
+
 log = logging.getLogger("tokenbroker")
 
 
@@ -53,7 +55,15 @@ class DrainingServer(uvicorn.Server):
         timer.start()
 
 
-def run(app: Any, host: str, port: int, *, delay: float = 0.0, grace: float | None = None) -> None:
+def run(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    delay: float = 0.0,
+    grace: float | None = None,
+    limits: ProtocolLimits | None = None,
+) -> None:
     # asyncio's own loop, not uvloop: libuv accepts one connection per loop turn, so
     # under overload a burst of new connections waited seconds to be accepted (in the
     # benchmark's 1 000-connection run some requests timed out after 10 s on uvloop and
@@ -63,7 +73,7 @@ def run(app: Any, host: str, port: int, *, delay: float = 0.0, grace: float | No
         host=host,
         port=port,
         loop="asyncio",
-        http="httptools",
+        http=bounded_protocol(limits or ProtocolLimits()),
         log_config=None,
         lifespan="on",
         server_header=False,

@@ -25,6 +25,9 @@ __all__ = ["AuthSettings", "JwksSettings", "ProviderSettings", "Settings"]
 class ServerSettings(Section):
     host: str = Field("127.0.0.1", description="listen address (`--host` overrides)")
     port: int = Field(8080, ge=0, le=65535, description="listen port (`--port` overrides)")
+    max_connections: int = Field(
+        2000, ge=1, description="open connections per process; more are closed at once"
+    )
 
 
 class UpstreamSettings(Section):
@@ -146,6 +149,15 @@ class CorsSettings(Section):
 
 class HttpSettings(Section):
     max_body_bytes: int = Field(65536, ge=1, description="larger bodies get 413")
+    max_header_bytes: int = Field(
+        16384, ge=1024, description="larger request lines + headers get 431"
+    )
+    header_timeout: Duration = Field(
+        "10s", validate_default=True, description="headers not complete by then: 408, closed"
+    )
+    body_timeout: Duration = Field(
+        "10s", validate_default=True, description="body not complete by then: 408"
+    )
 
 
 class LogSettings(Section):

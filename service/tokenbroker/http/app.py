@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
@@ -10,6 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -19,7 +21,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from tokenbroker.config.settings import Settings
-from tokenbroker.errors import BrokerError, MethodNotAllowed, NotFound, render
+from tokenbroker.errors import BrokerError, MethodNotAllowed, NotFound, error_body, render
 from tokenbroker.flow.context import RequestContext
 from tokenbroker.flow.mint import Broker, MintReply
 from tokenbroker.flow.runtime import Runtime
@@ -27,6 +29,7 @@ from tokenbroker.http.admin import admin_routes
 from tokenbroker.http.body import read_json_bytes
 from tokenbroker.http.edge import Edge
 from tokenbroker.infra.audit import AuditTrail
+from tokenbroker.infra.loop_errors import QuietLoopErrors
 from tokenbroker.infra.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from tokenbroker.infra.metrics import Metrics
 
@@ -88,7 +91,8 @@ class MintRoute:
         context: RequestContext = scope["state"]["context"]
         context.mint = True  # the route, not the path, says what a request is
         headers = scope["headers"]
-        body = await read_json_bytes(headers, receive, runtime.settings.http.max_body_bytes)
+        limits = runtime.settings.http
+        body = await read_json_bytes(headers, receive, limits.max_body_bytes, limits.body_timeout)
         authorization = [value.decode("latin-1") for name, value in headers
                          if name == b"authorization"]  # fmt: skip
         reply = await self._mint(runtime.broker)(authorization, body, context)
@@ -118,6 +122,20 @@ async def readyz(request: Request) -> Response:
     return JSONResponse(body, 200 if ready else 503)
 
 
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered in the §2 envelope."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        reason = bytes(response.body).decode(errors="replace")
+        headers = {k: v for k, v in response.headers.items()
+                   if k.lower() not in ("content-type", "content-length")}  # fmt: skip
+        body = error_body("invalid_request_error", "cors_not_allowed", f"{reason}.", None)
+        return Response(body, 400, headers=headers, media_type="application/json")
+
+
 def _audit_of(scope: Scope) -> AuditTrail | None:
     """The running app's audit trail (Starlette puts the app in every scope)."""
     runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
@@ -136,6 +154,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with runtime_factory(settings, registry) as runtime:
             app.state.runtime = runtime
+            asyncio.get_running_loop().set_exception_handler(QuietLoopErrors())
             # What start-up made (modules, settings, policies, clients) lives as long as
             # the process: moved out of the collector's sight, so a full collection no
             # longer walks it (those pauses, 20-70 ms, were the one-connection p99).
@@ -166,7 +185,7 @@ def create_app(
     middleware = [
         Middleware(Edge, metrics=registry, audit=_audit_of),
         Middleware(
-            CORSMiddleware,
+            JsonCORSMiddleware,
             allow_origins=list(settings.cors.allowed_origins),
             allow_methods=["POST"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
@@ -182,4 +201,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.metrics = registry
+    # No redirect to the same path with(out) a trailing slash: Starlette builds its Location
+    # from the request's Host header. An unknown path is a 404 in the envelope.
+    app.router.redirect_slashes = False
     return app

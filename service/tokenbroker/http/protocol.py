@@ -1,0 +1,116 @@
+"""uvicorn's httptools protocol with the bounds a public endpoint needs, and errors in the
+broker's JSON envelope even where the server, not the app, answers.
+
+- headers (request line included) larger than ``max_header_bytes``: 431;
+- headers not complete ``header_timeout`` after the connection (or the request) began:
+  408 and the connection closed, so clients that never finish cannot pile up;
+- more than ``max_connections`` open: a new connection is closed at once (a few bytes of
+  state, instead of buffers), so memory stays bounded whatever clients do;
+- HTTP that does not parse: 400 ``invalid_http``, as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from tokenbroker.errors import error_body
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolLimits:
+    max_connections: int = 2000
+    max_header_bytes: int = 16384
+    header_timeout: float = 10.0
+
+
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+def _reply(status: int, code: str, message: str) -> bytes:
+    body = error_body("invalid_request_error", code, message, None)
+    return b"".join([
+        b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
+        b"content-type: application/json\r\n",
+        b"content-length: %d\r\n" % len(body),
+        b"connection: close\r\n\r\n",
+        body,
+    ])  # fmt: skip
+
+
+class HeadersTooLarge(Exception):
+    """Raised from a parser callback; httptools turns it into a parse error."""
+
+
+def bounded_protocol(limits: ProtocolLimits) -> type[HttpToolsProtocol]:
+    """The protocol class uvicorn instantiates per connection, with ``limits``."""
+
+    class BoundedHttpTools(HttpToolsProtocol):
+        _timer: asyncio.TimerHandle | None = None
+        _header_bytes = 0
+        _too_large = False
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > limits.max_connections:
+                transport.abort()  # over the cap: nothing is read, nothing kept
+                return
+            self._arm()
+
+        def _arm(self) -> None:
+            if self._timer is None:
+                self._timer = self.loop.call_later(limits.header_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def _too_slow(self) -> None:
+            self._timer = None
+            if not self.transport.is_closing():
+                self.transport.write(
+                    _reply(408, "request_timeout", "The request headers did not arrive in time.")
+                )
+                self.transport.close()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._header_bytes = 0
+            self._arm()
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value) + 4)
+            super().on_header(name, value)
+
+        def _count(self, size: int) -> None:
+            self._header_bytes += size
+            if self._header_bytes > limits.max_header_bytes:
+                self._too_large = True
+                raise HeadersTooLarge
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def send_400_response(self, msg: str) -> None:
+            if self._too_large:
+                message = f"The request headers exceed {limits.max_header_bytes} bytes."
+                reply = _reply(431, "headers_too_large", message)
+            else:
+                reply = _reply(400, "invalid_http", "The request is not valid HTTP/1.1.")
+            self.transport.write(reply)
+            self.transport.close()
+
+    return BoundedHttpTools
