@@ -377,13 +377,14 @@ async def test_a_verified_token_is_remembered_until_it_expires(tmp_path: Path) -
     """A second presentation is a cache hit; past exp + leeway the token is refused again;
     the least recently used entry leaves first when the byte budget is full; 0 turns the
     cache off, and an entry larger than the budget is simply not kept."""
-    from tokenbroker.auth.authenticator import Authenticator
+    from tokenbroker.auth.authenticator import Authenticator, entry_size
     from tokenbroker.errors import AuthenticationFailed
 
     NOW = now()
     clock = Clock(NOW)
     token = forge(HS, claims(sub="short", iat=NOW, exp=NOW + 60))
-    two_entries = 2 * (2 * len(token) + 1024) + 10  # room for two entries, not three
+    entry = entry_size(token, claims(sub="short", iat=NOW, exp=NOW + 60))
+    two_entries = 2 * entry + 10  # room for two entries, not three
     authenticator = Authenticator(
         hs_settings(tmp_path, verified_cache_bytes=two_entries).auth, clock=clock
     )
@@ -442,3 +443,32 @@ async def test_a_key_rotated_out_of_the_jwks_ends_a_cached_verification(tmp_path
             assert (await authenticator.verify(renewed)).user_id == "rotated"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("extra_claims", [0, 40, 150])  # 150: near the 8 KiB token cap
+async def test_the_token_cache_stays_within_its_byte_budget(
+    tmp_path: Path, extra_claims: int
+) -> None:
+    """Tokens with few or many claims: what the cache really holds (tracemalloc) stays
+    within its byte budget, give or take 25 %."""
+    import gc
+    import tracemalloc
+
+    from tokenbroker.auth.authenticator import Authenticator
+
+    budget = 2 * 1024 * 1024
+    authenticator = Authenticator(hs_settings(tmp_path, verified_cache_bytes=budget).auth)
+    padding = {f"claim_{i}": f"value-{i}" for i in range(extra_claims)}
+    tokens = [forge(HS, claims(sub=f"user-{i}", **padding)) for i in range(3000)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for token in tokens:
+            await authenticator.verify(token)
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    held = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert held <= budget * 1.25, (held, budget)
