@@ -177,6 +177,50 @@ def test_sigterm_drains_in_flight_mints(start_broker: StartBroker, upstream: Fak
     assert own.process.proc.wait(timeout=20) == 0
 
 
+def test_mints_cut_off_by_the_end_of_grace_get_503_and_keep_their_allowance(
+    start_broker: StartBroker, upstream: FakeUpstream, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """SIGTERM while mints wait on a slow upstream past the shutdown grace: each gets a
+    clean 503 with Retry-After (not a 500), and its charge goes back: on another replica
+    the same users, one mint a minute each, still mint."""
+    prefix = f"grace{uuid.uuid4().hex[:6]}"
+    policy = tmp_path / "solo.yaml"
+    policy.write_text("default_policy: solo\npolicies:\n  solo:\n"
+                      "    models: [gpt-4o-mini-realtime-preview]\n"
+                      "    limits: [{limit: 3, per: 1m}]\n")  # fmt: skip
+    settings = {"redis": {"url": redis_server.url, "prefix": prefix},
+                "policies": {"file": str(policy)}}  # fmt: skip
+    own = start_broker(shutdown={"delay": "10ms", "grace": "1s"}, upstream={"timeout": "10s"},
+                       **settings)  # fmt: skip
+    other = start_broker(**settings)
+    upstream.control(latency_ms=4000)
+    users = [make_token(f"cut-{i}") for i in range(3)]
+
+    async def cut_off() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            tasks = [asyncio.ensure_future(client.post(
+                own.url + SESSIONS, json={}, headers={"Authorization": f"Bearer {token}"}))
+                for token in users]  # fmt: skip
+            arrived = await client.get(upstream.server.url + "/_fake/requests?wait_for=3")
+            assert arrived.json()["count"] >= 3
+            own.process.proc.send_signal(signal.SIGTERM)
+            return list(await asyncio.gather(*tasks))
+
+    loop = asyncio.new_event_loop()
+    try:
+        replies = loop.run_until_complete(cut_off())
+    finally:
+        loop.close()
+    assert [r.status_code for r in replies] == [503] * 3
+    assert all(r.headers["retry-after"] == "1" for r in replies)
+    assert {r.json()["error"]["code"] for r in replies} == {"shutting_down"}
+    assert own.process.proc.wait(timeout=20) == 0
+    upstream.control(latency_ms=0)
+    for token in users:  # solo: 3 a minute; the cut-off charge came back, so 3 pass
+        codes = [mint(other, token).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+
+
 def test_metrics_parse_and_count(start_broker: StartBroker, upstream: FakeUpstream) -> None:
     """/metrics is valid Prometheus text and its counters match the requests sent."""
     own = start_broker()

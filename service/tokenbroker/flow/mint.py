@@ -7,6 +7,7 @@ and raises the error that ends a request; the edge decides the outcome from that
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -132,6 +133,9 @@ class Broker:
         started = time.perf_counter()
         try:
             minted = await self.upstream.create_session(request_body)
+        except asyncio.CancelledError:  # the shutdown grace ran out: no key, no charge
+            await self.limiter.refund(charge)
+            raise
         except UpstreamError as exc:
             self._upstream_took(started, exc.error.code, log)
             if exc.failure.refundable:

@@ -7,6 +7,7 @@ becomes a plain JSON 500 (the traceback goes to the log, never to the client).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -17,7 +18,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tokenbroker.errors import error_body
+from tokenbroker.errors import Unavailable, error_body, render
 from tokenbroker.flow.context import RequestContext
 from tokenbroker.http.body import header
 from tokenbroker.infra.audit import AuditTrail
@@ -85,6 +86,22 @@ class Edge:
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except asyncio.CancelledError:
+            # The shutdown grace ran out with this request in flight: it gets a clean 503
+            # to retry elsewhere (its charge went back in the flow), not a 500.
+            if response_started:
+                raise
+            status = 503
+            context.error = Unavailable("shutting_down", "The broker is shutting down; retry.",
+                                        headers={"Retry-After": "1"})  # fmt: skip
+            body = render(context.error)
+            length = str(len(body)).encode()
+            headers = [(b"content-type", b"application/json"), (b"retry-after", b"1"),
+                       (b"content-length", length), (b"connection", b"close")]  # fmt: skip
+            await send_with_headers(
+                {"type": "http.response.start", "status": 503, "headers": headers}
+            )
+            await send({"type": "http.response.body", "body": body})
         except ClientDisconnect:
             # The client left before its body arrived: nobody to answer and nothing broken,
             # so no traceback and no 500 in the metrics. 499 is nginx's "client closed
