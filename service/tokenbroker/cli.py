@@ -37,6 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
             settings.server.max_connections,
             settings.http.max_header_bytes,
             settings.http.header_timeout,
+            settings.http.body_timeout,
         ),
     )
 

@@ -7,8 +7,7 @@ the app turns it into OpenAI's error envelope with :func:`error_body`.
     BrokerError
     ├── InvalidRequest         400 invalid_request_error
     │   ├── BodyTooLarge       413
-    │   ├── UnsupportedMediaType 415
-    │   └── RequestTimeout     408 (the body did not arrive in time)
+    │   └── UnsupportedMediaType 415
     ├── NotFound               404 invalid_request_error
     ├── MethodNotAllowed       405 invalid_request_error
     ├── AuthenticationFailed   401 authentication_error (+ WWW-Authenticate)
@@ -68,10 +67,6 @@ class BodyTooLarge(InvalidRequest):
 
 class UnsupportedMediaType(InvalidRequest):
     status = 415
-
-
-class RequestTimeout(InvalidRequest):
-    status = 408
 
 
 class NotFound(BrokerError):

@@ -91,8 +91,7 @@ class MintRoute:
         context: RequestContext = scope["state"]["context"]
         context.mint = True  # the route, not the path, says what a request is
         headers = scope["headers"]
-        limits = runtime.settings.http
-        body = await read_json_bytes(headers, receive, limits.max_body_bytes, limits.body_timeout)
+        body = await read_json_bytes(headers, receive, runtime.settings.http.max_body_bytes)
         authorization = [value.decode("latin-1") for name, value in headers
                          if name == b"authorization"]  # fmt: skip
         reply = await self._mint(runtime.broker)(authorization, body, context)

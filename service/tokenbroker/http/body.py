@@ -6,13 +6,12 @@ app; the admin API passes its Request's), so the checks live in one place.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive
 
-from tokenbroker.errors import BodyTooLarge, InvalidRequest, RequestTimeout, UnsupportedMediaType
+from tokenbroker.errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
@@ -29,25 +28,14 @@ def media_type(headers: RawHeaders) -> str:
     return (header(headers, b"content-type") or "").split(";", 1)[0].strip().lower()
 
 
-async def read_body(
-    headers: RawHeaders, receive: Receive, limit: int, within: float | None = None
-) -> bytes:
-    """The raw body, refused with 413 as soon as it is known to exceed ``limit``, and with
-    408 when it is not complete ``within`` seconds after the headers."""
+async def read_body(headers: RawHeaders, receive: Receive, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it is known to exceed ``limit`` (a body
+    that does not arrive in time is the protocol's 408: http/protocol.py)."""
     length = header(headers, b"content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
         if not length.isdigit():
             raise InvalidRequest("invalid_request", "Content-Length is not a number.")
         raise BodyTooLarge("body_too_large", f"The request body is larger than {limit} bytes.")
-    try:
-        async with asyncio.timeout(within):
-            return await _receive_all(receive, limit)
-    except TimeoutError:
-        raise RequestTimeout("request_timeout", "The request body did not arrive in time.",
-                             headers={"Connection": "close"}) from None  # fmt: skip
-
-
-async def _receive_all(receive: Receive, limit: int) -> bytes:
     chunks = bytearray()
     while True:
         message = await receive()
@@ -60,16 +48,14 @@ async def _receive_all(receive: Receive, limit: int) -> bytes:
             return bytes(chunks)
 
 
-async def read_json_bytes(
-    headers: RawHeaders, receive: Receive, limit: int, within: float | None = None
-) -> bytes:
+async def read_json_bytes(headers: RawHeaders, receive: Receive, limit: int) -> bytes:
     """A JSON body's bytes (empty allowed), with 415 and 413 decided before any parsing."""
     media = media_type(headers)
     if media not in ("", "application/json"):
         raise UnsupportedMediaType(
             "unsupported_media_type", "The request body must be application/json."
         )
-    raw = await read_body(headers, receive, limit, within)
+    raw = await read_body(headers, receive, limit)
     if media != "application/json" and raw.strip():
         raise UnsupportedMediaType(
             "unsupported_media_type", "Send the body with Content-Type: application/json."

@@ -2,8 +2,9 @@
 broker's JSON envelope even where the server, not the app, answers.
 
 - headers (request line included) larger than ``max_header_bytes``: 431;
-- headers not complete ``header_timeout`` after the connection (or the request) began:
-  408 and the connection closed, so clients that never finish cannot pile up;
+- headers not complete ``header_timeout`` after the connection (or the request) began,
+  or a body not complete ``body_timeout`` after its headers: 408 and the connection
+  closed, so clients that never finish cannot pile up;
 - more than ``max_connections`` open: a new connection is closed at once (a few bytes of
   state, instead of buffers), so memory stays bounded whatever clients do;
 - HTTP that does not parse: 400 ``invalid_http``, as JSON.
@@ -25,6 +26,7 @@ class ProtocolLimits:
     max_connections: int = 2000
     max_header_bytes: int = 16384
     header_timeout: float = 10.0
+    body_timeout: float = 10.0
 
 
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
@@ -46,41 +48,54 @@ class HeadersTooLarge(Exception):
 
 
 def bounded_protocol(limits: ProtocolLimits) -> type[HttpToolsProtocol]:
-    """The protocol class uvicorn instantiates per connection, with ``limits``."""
+    """The protocol class uvicorn instantiates per connection, with ``limits``.
+
+    The timeouts are enforced by one sweep a second over the open connections, not by a
+    timer per request: two timers a request (headers, body) cost ~60 µs of CPU per mint
+    at saturation in an A/B run (timer heap churn); a sweep costs nothing per request and
+    closes a slow connection within a second of its deadline."""
 
     class BoundedHttpTools(HttpToolsProtocol):
-        _timer: asyncio.TimerHandle | None = None
+        _waiting_since: float | None = None  # headers, or a body, still to come since then
+        _waiting_for = "headers"
         _header_bytes = 0
         _too_large = False
+        _sweeping = False  # one sweeper per process (class attribute)
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             if len(self.connections) > limits.max_connections:
                 transport.abort()  # over the cap: nothing is read, nothing kept
                 return
-            self._arm()
+            self._wait("headers")
+            if not BoundedHttpTools._sweeping:
+                BoundedHttpTools._sweeping = True
+                self.loop.call_later(1.0, self._sweep, self.loop, self.connections)
 
-        def _arm(self) -> None:
-            if self._timer is None:
-                self._timer = self.loop.call_later(limits.header_timeout, self._too_slow)
+        @staticmethod
+        def _sweep(loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+            now = loop.time()
+            for conn in list(connections):
+                since = getattr(conn, "_waiting_since", None)
+                if since is None:
+                    continue
+                what = conn._waiting_for
+                budget = limits.header_timeout if what == "headers" else limits.body_timeout
+                if now - since > budget and not conn.transport.is_closing():
+                    conn._waiting_since = None
+                    message = f"The request {what} did not arrive in time."
+                    conn.transport.write(_reply(408, "request_timeout", message))
+                    conn.transport.close()
+            loop.call_later(1.0, BoundedHttpTools._sweep, loop, connections)
 
-        def _disarm(self) -> None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-        def _too_slow(self) -> None:
-            self._timer = None
-            if not self.transport.is_closing():
-                self.transport.write(
-                    _reply(408, "request_timeout", "The request headers did not arrive in time.")
-                )
-                self.transport.close()
+        def _wait(self, what: str) -> None:
+            self._waiting_since, self._waiting_for = self.loop.time(), what
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._header_bytes = 0
-            self._arm()
+            if self._waiting_since is None:
+                self._wait("headers")
 
         def on_url(self, url: bytes) -> None:
             self._count(len(url))
@@ -97,12 +112,12 @@ def bounded_protocol(limits: ProtocolLimits) -> type[HttpToolsProtocol]:
                 raise HeadersTooLarge
 
         def on_headers_complete(self) -> None:
-            self._disarm()
+            self._wait("body")
             super().on_headers_complete()
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
+        def on_message_complete(self) -> None:
+            self._waiting_since = None
+            super().on_message_complete()
 
         def send_400_response(self, msg: str) -> None:
             if self._too_large:
