@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import POLICIES, FakeUpstream, StartBroker, make_token
 from servers import RedisCluster, RedisServer, TokenbrokerServer, make_tls_files, wait_until
+from tcp_delay import DelayProxy
 
 LIMITS = POLICIES / "limits.yaml"
 
@@ -145,6 +146,37 @@ def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
     start = time.perf_counter()
     reply = call()
     return reply, time.perf_counter() - start
+
+
+def test_a_charge_that_reaches_redis_too_late_costs_nothing(
+    start_broker: StartBroker, redis_server: RedisServer, upstream: FakeUpstream
+) -> None:
+    """The charge reaches Redis after the broker gave up (a slow path to Redis): the user
+    got 503, and Redis, running the charge past its deadline, charges nothing, so the user
+    keeps the allowance (pair: 2 an hour)."""
+    proxy = DelayProxy(redis_server.port)
+    try:
+        broker = start_broker(policy_file=LIMITS, redis={
+            "url": f"redis://127.0.0.1:{proxy.port}/0", "timeout": "400ms"})  # fmt: skip
+        token = make_token(f"late-{uuid.uuid4().hex}", plan="pair")
+        url, headers = broker.url + "/v1/realtime/sessions", {"Authorization": f"Bearer {token}"}
+        assert httpx.post(url, json={}, headers=headers).status_code == 200
+        proxy.delay, proxy.only = 1.0, b"EVALSHA"  # the charge, not the other traffic
+        reply = httpx.post(url, json={}, headers=headers, timeout=10)
+        assert reply.status_code == 503 and reply.json()["error"]["code"] == "store_unavailable"
+        assert proxy.late.wait(5)  # the late charge has reached Redis now
+        proxy.delay = 0.0
+        codes: list[int] = []
+
+        def answered() -> bool:
+            codes.append(httpx.post(url, json={}, headers=headers).status_code)
+            return codes[-1] != 503
+
+        wait_until(answered, 10, pause=0.2)
+        assert codes[-1] == 200  # the second of two: the late charge took nothing
+        assert httpx.post(url, json={}, headers=headers).status_code == 429
+    finally:
+        proxy.stop()
 
 
 def decisions(broker: TokenbrokerServer) -> dict[str, float]:

@@ -99,7 +99,12 @@ async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[R
             except STORE_ERRORS:
                 return False
 
-        limiter = RedisLimiter(client, settings.redis.prefix, cluster=settings.redis.cluster)
+        limiter = RedisLimiter(
+            client,
+            settings.redis.prefix,
+            cluster=settings.redis.cluster,
+            patience=settings.redis.timeout / 2,  # the reply has the other half to arrive
+        )
         guarded = FailModeLimiter(limiter, settings.fail_mode, metrics=metrics)
         metrics.watch_circuit("redis", lambda: guarded.breaker.state)
         audit = RedisAudit(

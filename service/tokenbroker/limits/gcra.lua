@@ -1,13 +1,17 @@
 -- Charge (or refund) the windows of one or more mints, on the server's clock.
 -- KEYS: the bucket hashes the calls name. ARGV may start with "@<now in µs>" (tests move
--- time this way; otherwise the server's TIME is now). Then, per call: "charge" or "refund", its bucket
+-- time this way; otherwise the server's TIME is now), then with "<<deadline in µs>": a
+-- batch that runs after its deadline charges nothing and returns {-2, now}, because its
+-- caller has given up waiting (the user must not pay for a key never given). Then, per
+-- call: "charge" or "refund", its bucket
 -- count m, then m times two values: index into KEYS, and the bucket's windows as
 -- "field:interval:burst" (emission interval in µs), space separated. A window's state is
 -- its theoretical arrival time (TAT, µs).
 -- Each call stands alone. Charge: all its windows pass and are written, or none is.
 -- Refund: each TAT moves back one interval, never before now.
--- Returns, per call: allowed (1 or 0), retry_after_us, then remaining and reset_us for each
--- window; a call whose Redis command failed returns -1 and the error, then zeros.
+-- Returns the server's now (µs), then per call: allowed (1 or 0), retry_after_us, then
+-- remaining and reset_us for each window; a call whose Redis command failed returns -1 and
+-- the error, then zeros.
 local now
 local at = 1
 if ARGV[1] and string.sub(ARGV[1], 1, 1) == '@' then
@@ -16,6 +20,10 @@ if ARGV[1] and string.sub(ARGV[1], 1, 1) == '@' then
 else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+if ARGV[at] and string.sub(ARGV[at], 1, 1) == '<' then
+  if now > tonumber(string.sub(ARGV[at], 2)) then return {-2, now} end
+  at = at + 1
 end
 
 -- The windows of the call whose buckets start at ARGV[first]: {key, field, interval, burst}.
@@ -71,7 +79,7 @@ local function step(refund, list)
   return reply
 end
 
-local out = {}
+local out = {now}
 while at <= #ARGV do
   local m = tonumber(ARGV[at + 1])
   local list = windows(at + 2, m)

@@ -7,6 +7,7 @@ argument, so a test moves time instead of sleeping).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
@@ -47,10 +48,16 @@ class RedisLimiter:
         *,
         cluster: bool = False,
         clock: Callable[[], int] | None = None,
+        patience: float | None = None,
     ) -> None:
-        """``clock`` (µs) replaces the Redis server's clock: tests only."""
+        """``clock`` (µs) replaces the Redis server's clock: tests only. ``patience`` (s):
+        a charge that Redis runs later than this after it was sent charges nothing (the
+        caller stops waiting at the Redis timeout; half of it leaves the reply time to
+        arrive), so a user whose request failed on a slow path keeps the allowance."""
         self._client = client
         self._clock = clock
+        self._patience_us = round(patience * 1_000_000) if patience else None
+        self._offset_us: int | None = None  # the Redis clock minus ours, from its replies
         self._prefix = prefix
         self._cluster = cluster
         # redis-py's Script: EVALSHA, reloaded after NOSCRIPT (a Redis restart or failover)
@@ -75,13 +82,21 @@ class RedisLimiter:
         """One script call for several charges; each one's outcome, or its Redis error."""
         keys: dict[str, int] = {}
         args: list[str | int] = [] if self._clock is None else [f"@{self._clock()}"]
+        charges_only = all(mode == "charge" for mode, _ in calls)  # a late refund still refunds
+        if self._patience_us and self._offset_us is not None and charges_only:
+            args.append(f"<{time.time_ns() // 1000 + self._offset_us + self._patience_us}")
         for mode, keyed in calls:
             args += [mode, len(keyed)]
             for key, bucket in keyed:
                 args += [keys.setdefault(key, len(keys) + 1), bucket.spec]
         reply = await self._script(keys=list(keys), args=args)
+        # The offset errs low (the reply took time to come), so deadlines err early.
+        self._offset_us = reply[-1 if reply[0] == -2 else 0] - time.time_ns() // 1000
+        if reply[0] == -2:  # ran past its deadline: nothing charged
+            late = TimeoutError("the rate-limit store ran the charge too late; nothing charged")
+            return [late] * len(calls)
         outcomes: list[Outcome | Exception] = []
-        at = 0
+        at = 1
         for _, keyed in calls:
             windows = [(b.scope, rule) for _, b in keyed for _, rule in b.windows]
             size = 2 + 2 * len(windows)
