@@ -15,6 +15,7 @@ from conftest import JWT_SECRET, FakeUpstream, StartBroker, make_token
 from servers import TokenbrokerServer
 from test_auth import claims, forge
 
+JSON = {"Content-Type": "application/json"}
 HUGE = [10**4000, -(10**4000), 2**64, 10**20, -(2**63)]
 
 
@@ -121,3 +122,27 @@ class TestAdminCredential:
 def test_forge_still_signs_with_the_test_secret() -> None:
     """The helper above relies on the shared test secret (sanity of the fixture)."""
     assert JWT_SECRET and forge({"alg": "HS256"}, claims()).count(".") == 2
+
+
+def test_the_token_cache_stays_in_budget_in_a_broker(
+    start_broker: StartBroker, upstream: FakeUpstream
+) -> None:
+    """Through a broker process: 2 000 distinct tokens with many small claims each and a
+    4 MiB cache budget. The first 200 fill the budget; the next 1 800 replace entries and
+    the process stays flat. Counting an entry as twice the token plus 1 KiB (4x too little
+    for such tokens), it went on growing by ~7 MiB."""
+    from test_edge_bounds import rss_kib
+
+    broker = start_broker(auth={"verified_cache_bytes": 4 * 1024 * 1024})
+    padding = {f"c{i}": i for i in range(400)}  # many small claims: small token, big dict
+    tokens = [forge({"alg": "HS256"}, claims(sub=f"many-{i}", **padding)) for i in range(2000)]
+    with httpx.Client(timeout=10) as client:  # one warm-up round: allocator pools settle
+        for token in tokens[:200]:
+            client.post(broker.url + "/v1/realtime/sessions", content=b"{}",
+                        headers={"Authorization": f"Bearer {token}", **JSON})  # fmt: skip
+        before = rss_kib(broker)
+        for token in tokens[200:]:
+            reply = client.post(broker.url + "/v1/realtime/sessions", content=b"{}",
+                                headers={"Authorization": f"Bearer {token}", **JSON})  # fmt: skip
+            assert reply.status_code == 200
+    assert rss_kib(broker) - before < 3 * 1024  # KiB: full after the warm-up, then flat
