@@ -57,7 +57,7 @@ class TestGcra:
         ("text", "seconds"), [("250ms", 0.25), ("10s", 10), ("1m", 60), ("1h", 3600), ("1d", 86400)]
     )
     def test_durations(self, text: str, seconds: float) -> None:
-        """Durations read as the SPEC writes them."""
+        """Durations read as the config and policy files write them."""
         assert parse_duration(text) == seconds
 
     @pytest.mark.parametrize("text", ["", "5", "1w", "-1s", "0s", "s"])

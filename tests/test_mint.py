@@ -60,7 +60,7 @@ class TestGoodMint:
     def test_reply_is_exactly_the_secret_and_model(
         self, broker: TokenbrokerServer, upstream: FakeUpstream
     ) -> None:
-        """A good mint returns only client_secret and model, with the SPEC's headers."""
+        """A good mint returns only client_secret and model, with the README's reply headers."""
         response = mint(broker, {"voice": "ash"}, token=make_token(new_user()))
         assert response.status_code == 200, response.text
         body = response.json()
@@ -339,7 +339,7 @@ class TestUpstreamFailures:
         status: int,
         code: str,
     ) -> None:
-        """Upstream faults become the SPEC's statuses; nothing from upstream leaks through."""
+        """Upstream faults become the documented statuses; nothing from upstream leaks."""
         upstream.control(faults=fault.split(","))
         response = mint(broker, {}, token=make_token(new_user()))
         assert_error(response, status, code)

@@ -87,13 +87,13 @@ def _proxy(url: Any, env: Mapping[str, str]) -> str | None:
 def _from_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     """The document with the environment's values put in their sections."""
     doc = {**raw}
-    upstream = {**(doc.get("upstream") or {})} if isinstance(doc.get("upstream"), dict) else {}
-    key = "AZURE_OPENAI_API_KEY" if upstream.get("dialect") == "azure" else "OPENAI_API_KEY"
-    upstream["api_key"] = env.get(key) or None
-    upstream["proxy"] = _proxy(upstream.get("url", "https://api.openai.com/v1"), env)
-    if "upstream" in doc and not isinstance(doc["upstream"], dict):
-        upstream = doc["upstream"]  # let validation name it
-    doc["upstream"] = upstream
+    upstream = doc.get("upstream", {})
+    if isinstance(upstream, dict):  # otherwise validation names it
+        upstream = {**upstream}
+        key = "AZURE_OPENAI_API_KEY" if upstream.get("dialect") == "azure" else "OPENAI_API_KEY"
+        upstream["api_key"] = env.get(key) or None
+        upstream["proxy"] = _proxy(upstream.get("url", "https://api.openai.com/v1"), env)
+        doc["upstream"] = upstream
     redis = doc.get("redis")
     if isinstance(redis, dict) or redis is None:
         redis = {**(redis or {})}

@@ -16,7 +16,7 @@ from tokenbroker.errors import AuthenticationFailed, BrokerError
 
 
 def hash_user(user_id: str) -> str:
-    """The user id as logs show it: a short keyed-free hash, stable across replicas."""
+    """The user id as logs show it: a short unkeyed hash, stable across replicas."""
     return hashlib.blake2b(user_id.encode(), digest_size=8).hexdigest()
 
 

@@ -31,7 +31,7 @@ VALIDATORS = {kind: _compile(component) for kind, component in _SESSION_OF.items
 
 def _facts() -> dict[str, tuple[Any, ...]]:
     """Allowed values and ranges the policy vocabulary checks against, from the data."""
-    defs = _DEFS
+    defs = _DEFS  # short name for the lines below
     session = defs["RealtimeSessionCreateRequestGA"]["properties"]
     speed = session["audio"]["properties"]["output"]["properties"]["speed"]
     seconds = defs["RealtimeCreateClientSecretRequest"]["properties"]["expires_after"]

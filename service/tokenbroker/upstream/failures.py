@@ -70,7 +70,7 @@ class Failure:
         return self.kind is not Kind.INVALID
 
     def error(self, breaker_reset: float = 1.0) -> BrokerError:
-        """The client-facing error (SPEC §2)."""
+        """The client-facing error, in the broker's envelope (README, Errors)."""
         if self.kind is Kind.OPEN_CIRCUIT:
             return UpstreamFailed(
                 "upstream_error",

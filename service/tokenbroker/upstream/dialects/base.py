@@ -21,6 +21,7 @@ class Dialect:
     key_header: str  # "Authorization" (Bearer) or "api-key"
     shape: Shape
     secret_of: Callable[[Any], Any]  # the reply's object holding value / expires_at
+    session_of: Callable[[Any], Any]  # the reply's session facts, the secret taken out
 
     def auth(self, key: str | None) -> dict[str, str]:
         if self.key_header == "Authorization":
@@ -37,7 +38,8 @@ class Dialect:
             return Failure(Kind.INVALID)
         if not isinstance(value, str) or not value or type(expires_at) is not int:
             return Failure(Kind.INVALID)
-        session = reply.get("session", reply) if isinstance(reply.get("session"), dict) else reply
+        session = self.session_of(reply)
+        session = session if isinstance(session, dict) else {}
         session_id = session.get("id")
-        facts = {k: v for k, v in session.items() if k != "client_secret"}
-        return Minted(value, expires_at, session_id if isinstance(session_id, str) else None, facts)
+        return Minted(value, expires_at, session_id if isinstance(session_id, str) else None,
+                      session)  # fmt: skip

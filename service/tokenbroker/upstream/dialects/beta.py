@@ -20,6 +20,12 @@ def shape(
     return session, (*mcp, *ignored)
 
 
-BETA = Dialect(
-    "openai-beta", "/realtime/sessions", "Authorization", shape, lambda r: r["client_secret"]
-)
+def _secret(reply: Any) -> Any:
+    return reply.pop("client_secret")  # what is left is the session
+
+
+def _session(reply: Any) -> Any:
+    return reply
+
+
+BETA = Dialect("openai-beta", "/realtime/sessions", "Authorization", shape, _secret, _session)

@@ -116,5 +116,13 @@ def from_ga(ga: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return seed, ga_only
 
 
-OPENAI = Dialect("openai", "/realtime/client_secrets", "Authorization", to_ga, lambda r: r)
-AZURE = Dialect("azure", "/realtime/client_secrets", "api-key", to_ga, lambda r: r)
+def _secret(reply: Any) -> Any:
+    return reply
+
+
+def _session(reply: Any) -> Any:
+    return reply.get("session")
+
+
+OPENAI = Dialect("openai", "/realtime/client_secrets", "Authorization", to_ga, _secret, _session)
+AZURE = Dialect("azure", "/realtime/client_secrets", "api-key", to_ga, _secret, _session)
