@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -16,6 +18,8 @@ import httpx
 from tokenbroker.auth.authenticator import Authenticator
 from tokenbroker.auth.jwks import make_jwks_client
 from tokenbroker.config.settings import Settings
+from tokenbroker.flow.calls import CallFlow
+from tokenbroker.flow.live import LiveCalls
 from tokenbroker.flow.mint import Broker
 from tokenbroker.flow.operations import Operations
 from tokenbroker.flow.runtime import Runtime
@@ -23,16 +27,24 @@ from tokenbroker.infra.audit import RedisAudit
 from tokenbroker.infra.metrics import Metrics
 from tokenbroker.infra.redis import STORE_ERRORS, connect, connect_listener
 from tokenbroker.limits.failover import FailModeLimiter
+from tokenbroker.limits.ledger import Ledger
 from tokenbroker.limits.memory import MemoryLimiter
 from tokenbroker.limits.redis import RedisLimiter
+from tokenbroker.live.registry import Registry
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.store import RedisPolicyStore
 from tokenbroker.policy.vocabulary import VOCABULARIES
+from tokenbroker.upstream.calls import CallsUpstream
 from tokenbroker.upstream.client import Upstream, UpstreamPolicy, make_session
 from tokenbroker.upstream.dialects import DIALECTS
 from tokenbroker.upstream.entra import EntraToken, default_credential
 
 log = logging.getLogger("tokenbroker")
+
+
+def replica_name() -> str:
+    """This process among the replicas: its host (the pod's name) and a random suffix."""
+    return f"{socket.gethostname()}-{os.urandom(3).hex()}"
 
 
 def initial_policies(settings: Settings) -> str | None:
@@ -119,10 +131,16 @@ async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[R
             make_jwks_client() as jwks_http,
         ):
             broker = build_broker(settings, metrics, jwks_http, cache, guarded, up)
+            broker.ledger = Ledger(client, settings.redis.prefix)
+            live = LiveCalls(
+                replica_name(), Registry(client, settings.redis.prefix), broker.ledger,
+                CallsUpstream(up), cache, settings.calls, metrics, audit,
+            )  # fmt: skip
             runtime = Runtime(
-                broker, settings, Operations(store, limiter, audit, vocabulary), audit, ping
-            )
-            runtime.start(cache.run(initial), audit.run())
+                broker, settings, Operations(store, limiter, audit, vocabulary), audit, ping,
+                calls=CallFlow(broker, live), live=live,
+            )  # fmt: skip
+            runtime.start(cache.run(initial), audit.run(), live.run())
             try:
                 yield runtime
             finally:

@@ -183,6 +183,45 @@ class ShutdownSettings(Section):
     )
 
 
+class Price(Section):
+    """US dollars per million tokens, by modality (the upstream's price list)."""
+
+    text_input: float = Field(0.0, ge=0, strict=False)
+    text_cached_input: float = Field(0.0, ge=0, strict=False)
+    text_output: float = Field(0.0, ge=0, strict=False)
+    audio_input: float = Field(0.0, ge=0, strict=False)
+    audio_cached_input: float = Field(0.0, ge=0, strict=False)
+    audio_output: float = Field(0.0, ge=0, strict=False)
+
+
+class CallsSettings(Section):
+    lease: Duration = Field(
+        "5s",
+        validate_default=True,
+        description="a live call whose watching replica stops renewing for this long is "
+        "adopted by another",
+    )
+    renew_interval: Duration = Field(
+        "1s",
+        validate_default=True,
+        description="how often a replica renews its calls' leases and looks for calls to adopt",
+    )
+    max_per_replica: int = Field(
+        10000, ge=1, description="live calls one replica watches at most (more: 503)"
+    )
+    prices: dict[str, Price] = Field(
+        default_factory=dict,
+        description="per model: `{text_input, text_cached_input, text_output, audio_input, "
+        "audio_cached_input, audio_output}` in USD per million tokens (cost budgets)",
+    )
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> CallsSettings:
+        if self.renew_interval * 2 > self.lease:
+            raise ValueError("@renew_interval: must be at most half of lease")
+        return self
+
+
 class Settings(Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
@@ -199,6 +238,7 @@ class Settings(Section):
     log: LogSettings = Field(default_factory=LogSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    calls: CallsSettings = Field(default_factory=CallsSettings)
     admin_token: str | None = env_field(
         "TOKENBROKER_ADMIN_TOKEN", "enables the admin API under `/admin/` with this credential"
     )

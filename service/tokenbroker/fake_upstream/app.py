@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tokenbroker.errors import error_body
+from tokenbroker.fake_upstream.calls import FakeCalls
 from tokenbroker.fake_upstream.validate import CLIENT_SECRETS, SESSIONS, Refused, check
 
 
@@ -41,10 +42,29 @@ class FakeControls:
     count: int = 0
     record: bool = True
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+    calls: dict[str, Any] = field(default_factory=dict)  # call id -> FakeCall
 
 
 def _error(status: int, kind: str, code: str, message: str, param: str | None = None) -> Response:
     return Response(error_body(kind, code, message, param), status, media_type="application/json")
+
+
+def unauthorized(authorization: str, api_key: str | None) -> Response | None:
+    """The 401 for a missing or wrong key (``Authorization: Bearer …``), else None."""
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return _error(
+            401, "invalid_request_error", "missing_api_key", "You didn't provide an API key."
+        )
+    if api_key is not None and key.strip() != api_key:
+        return _error(401, "invalid_request_error", "invalid_api_key", "Incorrect API key.")
+    return None
+
+
+def key_of(headers: Any) -> str:
+    """The request's credential as ``Bearer …``: OpenAI's header, or Azure's ``api-key``."""
+    key = headers.get("api-key", "")
+    return f"Bearer {key}" if key else str(headers.get("authorization", ""))
 
 
 def _session(config: dict[str, Any]) -> dict[str, Any]:
@@ -170,13 +190,9 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
                 return response
         if controls.fail_rate and random.random() < controls.fail_rate:  # noqa: S311  # not crypto
             return _error(500, "server_error", "fake_500", "Injected random failure.")
-        scheme, _, key = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            return _error(
-                401, "invalid_request_error", "missing_api_key", "You didn't provide an API key."
-            )
-        if controls.api_key is not None and key.strip() != controls.api_key:
-            return _error(401, "invalid_request_error", "invalid_api_key", "Incorrect API key.")
+        refused = unauthorized(authorization, controls.api_key)
+        if refused is not None:
+            return refused
         try:
             config = check(raw, schema)
         except Refused as exc:
@@ -208,8 +224,11 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    calls = FakeCalls(controls.api_key, _error, unauthorized, key_of)
+    controls.calls = calls.calls
     return Starlette(
         routes=[
+            *calls.routes(),
             Route("/v1/realtime/sessions", create_session, methods=["POST"]),
             Route("/v1/realtime/client_secrets", create_client_secret, methods=["POST"]),
             Route(

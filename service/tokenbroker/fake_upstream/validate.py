@@ -22,6 +22,8 @@ from tokenbroker.infra import strict_json
 # (schema file, component) per endpoint the fake serves
 SESSIONS = ("realtime-sessions.json", "RealtimeSessionCreateRequest")
 CLIENT_SECRETS = ("realtime-client-secrets.json", "RealtimeCreateClientSecretRequest")
+CALL_CREATE = ("realtime-calls.json", "RealtimeCallCreateRequest")
+SESSION_UPDATE = ("realtime-calls.json", "RealtimeClientEventSessionUpdate")
 
 
 class Refused(Exception):
@@ -68,3 +70,10 @@ def check(raw: bytes, endpoint: tuple[str, str]) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise Refused("invalid_type", None, "The body must be a JSON object.")
     return body
+
+
+def check_event(event: Any, schema: tuple[str, str]) -> None:
+    """A sideband event the reference accepts, else :class:`Refused`."""
+    error = best_match(validator(*schema).iter_errors(event))
+    if error is not None:
+        raise _refusal(error)

@@ -34,6 +34,8 @@ class RequestContext:
     upstream_ms: float | None = None
     error: BrokerError | None = None
     outcome: str = "error"
+    success: str = "minted"  # the outcome of a request that succeeded (the route sets it)
+    detail: str = ""  # the audit entry's free-form detail (a created call's id)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def identified(self, user_id: str) -> None:
@@ -50,7 +52,7 @@ class RequestContext:
         elif status >= 500:
             self.outcome = "internal_error"
         else:
-            self.outcome = "minted"
+            self.outcome = self.success
         return self.outcome
 
     def audit_entry(self) -> dict[str, str] | None:
@@ -60,5 +62,5 @@ class RequestContext:
         return {
             "user": self.user_id, "policy": self.policy or "", "model": self.model or "",
             "voice": self.voice or "", "outcome": self.outcome, "request_id": self.request_id,
-            "ip": self.client_ip, "user_agent": self.user_agent[:256],
+            "ip": self.client_ip, "user_agent": self.user_agent[:256], "detail": self.detail,
         }  # fmt: skip

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from tokenbroker.auth.authenticator import Authenticator, bearer_token
-from tokenbroker.errors import BrokerError, RateLimited, Unavailable
+from tokenbroker.errors import BrokerError, PermissionDenied, RateLimited, Unavailable
 from tokenbroker.flow.context import RequestContext
 from tokenbroker.infra.metrics import Metrics
+from tokenbroker.infra.redis import STORE_ERRORS
 from tokenbroker.infra.strict_json import parse_body
 from tokenbroker.limits.gcra import Limiter
 from tokenbroker.limits.headers import rate_limit_headers
+from tokenbroker.limits.ledger import Ledger, retry_after
 from tokenbroker.limits.rules import LimitRule
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.enforce import enforce
@@ -30,6 +32,8 @@ from tokenbroker.policy.session import validate_session
 from tokenbroker.upstream.client import Upstream
 from tokenbroker.upstream.dialects.ga import from_ga
 from tokenbroker.upstream.failures import Minted, UpstreamError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,16 +49,18 @@ class Broker:
     limiter: Limiter
     upstream: Upstream
     metrics: Metrics
+    ledger: Ledger | None = None  # usage budgets (live calls); None: budgets not kept
 
     async def mint(
         self, authorization: Sequence[str], body: bytes, log: RequestContext
     ) -> MintReply:
         """The seed's endpoint: a session config in, ``{client_secret, model}`` out."""
-        user_id, claims = await self._identify(authorization, log)
+        user_id, claims = await self.identify(authorization, log)
         request = validate_session(parse_body(body))
-        policy, global_limits = self._policy(user_id, claims, log)
+        policy, global_limits = self.policy(user_id, claims, log)
+        await self.admit(user_id, policy, call=False)
         enforced = enforce(policy, request)
-        minted, headers = await self._issue(
+        minted, headers = await self._mint(
             user_id, policy, global_limits, enforced.session, {}, enforced.adjusted, log
         )
         return MintReply(
@@ -70,14 +76,15 @@ class Broker:
     ) -> MintReply:
         """The GA endpoint: ``{expires_after, session}`` in, ``{value, expires_at, session:
         {type, model}}`` out (never the instructions, tools, prompt or tracing)."""
-        user_id, claims = await self._identify(authorization, log)
+        user_id, claims = await self.identify(authorization, log)
         request = validate_client_secret_request(parse_body(body))
         seed, ga_only = from_ga(request.get("session") or {"type": "realtime"})
-        policy, global_limits = self._policy(user_id, claims, log)
+        policy, global_limits = self.policy(user_id, claims, log)
+        await self.admit(user_id, policy, call=False)
         enforced = enforce(policy, seed)
         ttl = (request.get("expires_after") or {}).get("seconds")
         extra, clamped = enforce_ga(policy, ga_only, ttl)
-        minted, headers = await self._issue(
+        minted, headers = await self._mint(
             user_id, policy, global_limits, enforced.session, extra,
             (*enforced.adjusted, *clamped), log,
         )  # fmt: skip
@@ -88,14 +95,14 @@ class Broker:
             {"value": minted.value, "expires_at": minted.expires_at, "session": session}, headers
         )
 
-    async def _identify(
+    async def identify(
         self, authorization: Sequence[str], log: RequestContext
     ) -> tuple[str, Mapping[str, Any]]:
         identity = await self.authenticator.verify(bearer_token(authorization))
         log.identified(identity.user_id)
         return identity.user_id, identity.claims
 
-    def _policy(
+    def policy(
         self, user_id: str, claims: Mapping[str, Any], log: RequestContext
     ) -> tuple[Policy, tuple[LimitRule, ...]]:
         policies = self.policies.policies
@@ -106,7 +113,26 @@ class Broker:
         log.policy = policy.name
         return policy, policies.global_limits
 
-    async def _issue(
+    async def admit(self, user_id: str, policy: Policy, *, call: bool) -> None:
+        """Refuse a client secret under ``mode: calls_only``, and anything once a budget of
+        the user's is spent (429 ``budget_exhausted`` until its window ends)."""
+        if not call and policy.mode == "calls_only":
+            raise PermissionDenied("calls_only", "Your policy allows live calls only "
+                                   "(POST /v1/realtime/calls), not client secrets.")  # fmt: skip
+        if not policy.budgets or self.ledger is None:
+            return
+        try:
+            spent = await self.ledger.spent(user_id, policy.budgets)
+        except STORE_ERRORS:
+            self.metrics.store_errors.inc()
+            raise Unavailable("store_unavailable", "The usage store is unavailable; retry.",
+                              headers={"Retry-After": "1"}) from None  # fmt: skip
+        wait = retry_after(spent, self.ledger.now())
+        if wait is not None:
+            message = "Your usage budget is spent; retry after the Retry-After delay."
+            raise RateLimited("budget_exhausted", message, headers={"Retry-After": str(wait)})
+
+    async def _mint(
         self,
         user_id: str,
         policy: Policy,
@@ -116,10 +142,27 @@ class Broker:
         adjusted: tuple[str, ...],
         log: RequestContext,
     ) -> tuple[Minted, dict[str, str]]:
-        """Charge the limits, ask the upstream in its dialect, give the charge back if it
-        failed in a way that leaves the user without a key."""
+        """A client secret from the upstream, in its dialect."""
         log.model = session.get("model")
         log.voice = session.get("voice")
+        request_body, dropped = self.upstream.dialect.shape(session, ga_only)
+        minted, headers = await self.charged(
+            user_id, policy, global_limits, lambda: self.upstream.create_session(request_body), log
+        )
+        if adjusted or dropped:  # clamped, or not sent: this dialect lacks it
+            headers["Policy-Adjusted"] = ", ".join((*adjusted, *dropped))
+        return minted, headers
+
+    async def charged(
+        self,
+        user_id: str,
+        policy: Policy,
+        global_limits: tuple[LimitRule, ...],
+        attempt: Callable[[], Awaitable[T]],
+        log: RequestContext,
+    ) -> tuple[T, dict[str, str]]:
+        """Charge the limits, make the upstream ``attempt``, give the charge back if it
+        failed in a way that leaves the user with nothing."""
         charge = await self.limiter.charge(user_id, policy.limits, global_limits)
         self.metrics.limiter_decision(charge.decision).inc()
         headers = rate_limit_headers(charge)
@@ -128,12 +171,10 @@ class Broker:
             raise RateLimited("rate_limit_exceeded",
                               "Rate limit exceeded; retry after the Retry-After delay.",
                               headers=headers)  # fmt: skip
-
-        request_body, dropped = self.upstream.dialect.shape(session, ga_only)
         started = time.perf_counter()
         try:
-            minted = await self.upstream.create_session(request_body)
-        except asyncio.CancelledError:  # the shutdown grace ran out: no key, no charge
+            result = await attempt()
+        except asyncio.CancelledError:  # the shutdown grace ran out: nothing given, no charge
             await self.limiter.refund(charge)
             raise
         except UpstreamError as exc:
@@ -143,10 +184,11 @@ class Broker:
             error: BrokerError = exc.error
             error.headers.update(headers)
             raise error from None
+        except BaseException:
+            await self.limiter.refund(charge)
+            raise
         self._upstream_took(started, "ok", log)
-        if adjusted or dropped:  # clamped, or not sent: this dialect lacks it
-            headers["Policy-Adjusted"] = ", ".join((*adjusted, *dropped))
-        return minted, headers
+        return result, headers
 
     def _upstream_took(self, started: float, result: str, log: RequestContext) -> None:
         seconds = time.perf_counter() - started

@@ -1,4 +1,4 @@
-"""What a request needs at run time: the broker, the operator actions, readiness."""
+"""What a request needs at run time: the broker, live calls, the operator actions, readiness."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from tokenbroker.config.settings import Settings
+from tokenbroker.flow.calls import CallFlow
+from tokenbroker.flow.live import LiveCalls
 from tokenbroker.flow.mint import Broker
 from tokenbroker.flow.operations import Operations
 from tokenbroker.infra.audit import AuditTrail
@@ -19,6 +21,8 @@ class Runtime:
     operations: Operations
     audit: AuditTrail
     store_ping: Callable[[], Awaitable[bool]] | None = None
+    calls: CallFlow | None = None  # live calls (needs the Redis store)
+    live: LiveCalls | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     draining: bool = False
 
@@ -37,7 +41,9 @@ class Runtime:
         self.tasks += [asyncio.ensure_future(job) for job in jobs]
 
     async def stop(self) -> None:
-        """Flush the audit trail, then stop background tasks."""
+        """Hand the live calls over, flush the audit trail, then stop background tasks."""
+        if self.live is not None:
+            await self.live.stop()
         await self.audit.flush(5.0)
         for task in self.tasks:
             task.cancel()

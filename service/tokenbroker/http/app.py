@@ -27,6 +27,7 @@ from tokenbroker.flow.mint import Broker, MintReply
 from tokenbroker.flow.runtime import Runtime
 from tokenbroker.http.admin import admin_routes
 from tokenbroker.http.body import read_json_bytes
+from tokenbroker.http.calls import call_routes
 from tokenbroker.http.edge import Edge
 from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.loop_errors import QuietLoopErrors
@@ -41,6 +42,7 @@ EXPOSED_HEADERS = [
     "RateLimit-Policy",
     "Retry-After",
     "Policy-Adjusted",
+    "Location",
 ]
 
 
@@ -167,6 +169,7 @@ def create_app(
             MintRoute(lambda b: b.mint_client_secret),
             methods=["POST"],
         ),
+        *call_routes(),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -186,7 +189,7 @@ def create_app(
         Middleware(
             JsonCORSMiddleware,
             allow_origins=list(settings.cors.allowed_origins),
-            allow_methods=["POST"],
+            allow_methods=["POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=EXPOSED_HEADERS,
             allow_credentials=False,

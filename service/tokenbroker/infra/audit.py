@@ -1,4 +1,5 @@
-"""The audit trail: one entry per authenticated mint attempt, in a capped Redis Stream.
+"""The audit trail: one entry per authenticated mint or call attempt and per call end, in a
+capped Redis Stream.
 
 Entries are written off the reply path: ``record`` only appends to an in-process buffer;
 a background task wakes at most every ``flush_interval`` and writes what gathered, a
@@ -23,7 +24,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 log = logging.getLogger("tokenbroker.audit")
-FIELDS = ("user", "policy", "model", "voice", "outcome", "request_id", "ip", "user_agent")
+FIELDS = ("user", "policy", "model", "voice", "outcome", "request_id", "ip", "user_agent", "detail")
 _VALUES = operator.itemgetter(*FIELDS)
 
 

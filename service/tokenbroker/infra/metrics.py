@@ -61,6 +61,38 @@ class Metrics:
         self.draining = Gauge(
             "tokenbroker_draining", "1 while this replica shuts down gracefully.", registry=r
         )
+        self.live_calls = Gauge(
+            "tokenbroker_live_calls", "Live calls this replica watches (holds the sideband of).",
+            registry=r,
+        )  # fmt: skip
+        self.call_ends = Counter(
+            "tokenbroker_call_ends",
+            "Live calls ended, by reason: client, duration, idle, budget, violation, operator, "
+            "upstream.", ["reason"], registry=r,
+        )  # fmt: skip
+        self.call_tokens = Counter(
+            "tokenbroker_call_usage_tokens", "Tokens used by live calls, by modality and kind.",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.call_cost = Counter(
+            "tokenbroker_call_usage_cost_usd", "Cost of live calls' usage, from the price table.",
+            registry=r,
+        )  # fmt: skip
+        self.call_unpriced = Counter(
+            "tokenbroker_call_usage_unpriced", "Responses of models missing from the price table.",
+            registry=r,
+        )  # fmt: skip
+        self.call_reverts = Counter(
+            "tokenbroker_call_reverts", "Session drifts reverted with a session.update.", registry=r
+        )
+        self.call_adoptions = Counter(
+            "tokenbroker_call_adoptions", "Live calls adopted from a replica that stopped "
+            "renewing (or handed them over).", registry=r,
+        )  # fmt: skip
+        self.sideband_reconnects = Counter(
+            "tokenbroker_sideband_reconnects", "Sideband WebSockets re-opened after a break.",
+            registry=r,
+        )  # fmt: skip
         # The per-mint children, remembered: labels() takes a lock and checks every value
         # on each call (~2 µs, three times a mint); the label values are few.
         self.mint_outcome = _remembered(self.mints)

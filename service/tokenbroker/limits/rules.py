@@ -1,4 +1,4 @@
-"""Rate-limit rules as data: a token bucket ``{limit, per, burst}``."""
+"""Limit rules as data: a token bucket ``{limit, per, burst}``, a usage budget."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from tokenbroker.config.durations import parse_duration
 
-__all__ = ["LimitRule", "parse_duration"]
+__all__ = ["Budget", "LimitRule", "parse_duration"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +26,18 @@ class LimitRule:
     @property
     def name(self) -> str:
         return f"{self.limit}-per-{self.per_text}"
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Usage allowed per fixed window of ``per`` seconds (aligned to the Unix epoch)."""
+
+    per: float
+    per_text: str
+    tokens: int | None = None
+    cost: float | None = None  # US dollars, priced from the settings' price table
+
+    @property
+    def name(self) -> str:
+        amount = f"{self.tokens}-tokens" if self.tokens is not None else f"{self.cost:g}-usd"
+        return f"{amount}-per-{self.per_text}"

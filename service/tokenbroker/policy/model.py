@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokenbroker.errors import InvalidDocument
-from tokenbroker.limits.rules import LimitRule
+from tokenbroker.limits.rules import Budget, LimitRule
 
 
 class PolicyError(InvalidDocument):
@@ -73,6 +73,16 @@ class Tracing:
 
 
 @dataclass(frozen=True, slots=True)
+class CallRules:
+    """What the broker enforces on a live call for its whole life (the sideband)."""
+
+    max_duration: float = 3600.0  # seconds; the upstream's own maximum is 60 minutes
+    idle_timeout: float | None = None  # seconds without any event on the call
+    on_violation: str = "revert"  # revert | hangup
+    max_live_calls: int | None = None  # per user, across replicas
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     name: str
     disabled: bool = False
@@ -98,6 +108,10 @@ class Policy:
     prompts: tuple[str, ...] | None = None
     include: tuple[str, ...] | None = None
     truncation: tuple[str, ...] | None = None
+    # Live calls: ``mode: calls_only`` refuses client secrets (only watched calls exist)
+    mode: str = "any"  # any | calls_only
+    calls: CallRules = field(default_factory=CallRules)
+    budgets: tuple[Budget, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import yaml
 
 from tokenbroker.limits.rules import LimitRule, parse_duration
 from tokenbroker.policy.fields import POLICY_FIELDS
+from tokenbroker.policy.fields_calls import CALL_FIELDS
 from tokenbroker.policy.fields_ga import GA_FIELDS
 from tokenbroker.policy.model import Policy, PolicyError, PolicySet
 from tokenbroker.policy.primitives import Errors, Parser, mapping
@@ -46,8 +47,10 @@ def parse_limits(raw: Any, path: str, errors: Errors) -> tuple[LimitRule, ...]:
     return tuple(rules)
 
 
-# A policy's fields: those of fields.py and fields_ga.py, and its limits.
-FIELDS: dict[str, Parser] = {**POLICY_FIELDS, **GA_FIELDS, "limits": parse_limits}
+# A policy's fields: those of fields.py, fields_ga.py and fields_calls.py, and its limits.
+FIELDS: dict[str, Parser] = {
+    **POLICY_FIELDS, **GA_FIELDS, **CALL_FIELDS, "limits": parse_limits
+}  # fmt: skip
 TOP_LEVEL = ("default_policy", "policy_claim", "global_limits", "policies", "users")
 
 

@@ -50,15 +50,26 @@ class Upstream:
         """``token``: bearer tokens instead of the key (Azure with Entra ID)."""
         self.dialect = dialect
         self._token = token
-        self._session = session
-        self._url = URL(f"{upstream_url.rstrip('/')}{dialect.path}")  # parsed once
-        self._proxy = URL(proxy) if proxy else None  # from the settings (HTTPS_PROXY…)
+        self.session = session
+        self.base_url = upstream_url.rstrip("/")
+        self._url = URL(f"{self.base_url}{dialect.path}")  # parsed once
+        self.proxy = URL(proxy) if proxy else None  # from the settings (HTTPS_PROXY…)
         key_header = dialect.auth(api_key) if token is None else {}
         self._headers = {**key_header, **(extra_headers or {})}
         self._policy = policy or UpstreamPolicy()
         self._retry = RetryPolicy(self._policy.retries, self._policy.backoff)
         self.breaker = CircuitBreaker(self._policy.breaker_threshold, self._policy.breaker_reset)
         self._on_retry = on_retry
+
+    async def auth_headers(self) -> dict[str, str]:
+        """The key (or Entra ID token) and organisation headers of every upstream call."""
+        if self._token is None:
+            return self._headers
+        return {**self._headers, **await self._token.headers()}
+
+    @property
+    def deadline(self) -> float:
+        return self._policy.deadline
 
     async def create_session(self, config: dict[str, Any]) -> Minted:
         """The minted secret for a request body in the dialect's shape, or
@@ -85,18 +96,16 @@ class Upstream:
         # set to what is left of the mint's deadline (backoff pauses stop short of it).
         timeout = aiohttp.ClientTimeout(
             total=max(deadline - time.monotonic(), 0.001),
-            connect=self._session.timeout.connect,
+            connect=self.session.timeout.connect,
         )
-        headers = self._headers
-        if self._token is not None:
-            headers = {**headers, **await self._token.headers()}
+        headers = await self.auth_headers()
         try:
-            async with self._session.post(
+            async with self.session.post(
                 self._url,
                 data=body,
                 headers=headers,
                 allow_redirects=False,
-                proxy=self._proxy,
+                proxy=self.proxy,
                 timeout=timeout,
             ) as reply:
                 status, content = reply.status, await reply.read()

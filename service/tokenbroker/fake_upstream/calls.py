@@ -1,0 +1,258 @@
+"""The fake upstream's calls: ``POST /v1/realtime/calls`` (multipart ``sdp`` + ``session``,
+or ``application/sdp``), ``POST /v1/realtime/calls/{id}/hangup`` and the sideband
+WebSocket ``/v1/realtime?call_id=…`` (each also under Azure's ``/openai`` prefix).
+
+Bodies and sideband events from the broker are checked against the official schemas
+(jsonschema, :mod:`.validate`): an invalid ``session.update`` gets an ``error`` event and
+changes nothing. Control hooks play the two other parties of a call:
+
+- ``POST /_fake/calls/{id}/browser``: a client event as if sent on the data channel
+  (``session.update`` applies and every sideband gets ``session.updated``);
+- ``POST /_fake/calls/{id}/emit``: a server event to every sideband (``response.done``);
+- ``POST /_fake/calls/{id}/leave``: the browser leaves (the call ends);
+- ``POST /_fake/calls/{id}/drop``: the sidebands are closed abnormally (1011), the call goes on;
+- ``GET /_fake/calls/{id}`` and ``GET /_fake/calls``: what happened to the calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from tokenbroker.fake_upstream.validate import (
+    CALL_CREATE,
+    SESSION_UPDATE,
+    Refused,
+    check,
+    check_event,
+)
+
+RESPONSE_KEYS = ("type", "model", "output_modalities", "instructions", "tools", "tool_choice",
+                 "max_output_tokens", "tracing", "prompt", "include", "truncation", "reasoning",
+                 "audio")  # fmt: skip
+
+
+def _event_id() -> str:
+    return f"event_{secrets.token_hex(8)}"
+
+
+def _error_event(code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    return {"event_id": _event_id(), "type": "error",
+            "error": {"type": "invalid_request_error", "code": code, "message": message,
+                      "param": param, "event_id": None}}  # fmt: skip
+
+
+@dataclass
+class FakeCall:
+    call_id: str
+    session: dict[str, Any]
+    live: bool = True
+    ended_by: str | None = None  # hangup | browser
+    hangups: int = 0
+    connects: int = 0
+    sockets: set[WebSocket] = field(default_factory=set)
+    from_sideband: list[dict[str, Any]] = field(default_factory=list)
+
+    def state(self) -> dict[str, Any]:
+        return {"call_id": self.call_id, "live": self.live, "ended_by": self.ended_by,
+                "hangups": self.hangups, "connects": self.connects, "sidebands": len(self.sockets),
+                "session": self.session, "from_sideband": self.from_sideband}  # fmt: skip
+
+
+def _response_session(request: dict[str, Any]) -> dict[str, Any]:
+    """The session as the upstream reports it: the request's fields over its defaults."""
+    session: dict[str, Any] = {
+        "type": "realtime", "object": "realtime.session", "id": f"sess_{secrets.token_hex(8)}",
+        "model": "gpt-realtime", "output_modalities": ["audio"], "instructions": "",
+        "tools": [], "tool_choice": "auto", "max_output_tokens": "inf", "tracing": None,
+        "prompt": None, "include": None, "expires_at": int(time.time()) + 3600,
+        "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
+                            "transcription": None, "noise_reduction": None,
+                            "turn_detection": {"type": "server_vad", "threshold": 0.5,
+                                               "prefix_padding_ms": 300,
+                                               "silence_duration_ms": 200}},
+                  "output": {"format": {"type": "audio/pcm", "rate": 24000},
+                             "voice": "marin", "speed": 1.0}},
+    }  # fmt: skip
+    _apply(session, request)
+    return session
+
+
+def _apply(session: dict[str, Any], update: dict[str, Any]) -> None:
+    for key in RESPONSE_KEYS:
+        if key not in update:
+            continue
+        if key == "audio" and isinstance(update["audio"], dict):
+            for side, values in update["audio"].items():
+                session.setdefault("audio", {}).setdefault(side, {}).update(values or {})
+        else:
+            session[key] = update[key]
+
+
+def _answer(call_id: str) -> str:
+    return "\r\n".join(("v=0", f"o=- {secrets.randbelow(10**9)} 1 IN IP4 127.0.0.1", "s=-",
+                        "t=0 0", "a=group:BUNDLE 0 1", f"a=msid-semantic:WMS {call_id}",
+                        "m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=mid:0", "a=setup:active",
+                        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel", "a=mid:1",
+                        "a=sctp-port:5000", ""))  # fmt: skip
+
+
+class FakeCalls:
+    def __init__(self, api_key: str | None, error: Any, unauthorized: Any, key_of: Any) -> None:
+        self.calls: dict[str, FakeCall] = {}
+        self._api_key = api_key
+        self._error = error
+        self._unauthorized = unauthorized
+        self._key_of = key_of
+
+    def routes(self) -> list[BaseRoute]:
+        routes: list[BaseRoute] = []
+        for prefix in ("/v1", "/openai/v1"):
+            routes += [
+                Route(f"{prefix}/realtime/calls", self.create, methods=["POST"]),
+                Route(f"{prefix}/realtime/calls/{{call_id}}/hangup", self.hangup, methods=["POST"]),
+                WebSocketRoute(f"{prefix}/realtime", self.sideband),
+            ]
+        return [
+            *routes,
+            Route("/_fake/calls", self.list, methods=["GET"]),
+            Route("/_fake/calls/{call_id}", self.show, methods=["GET"]),
+            Route("/_fake/calls/{call_id}/{action}", self.control, methods=["POST"]),
+        ]
+
+    async def create(self, request: Request) -> Response:
+        refused = self._unauthorized(self._key_of(request.headers), self._api_key)
+        if refused is not None:
+            return refused  # type: ignore[no-any-return]
+        media = request.headers.get("content-type", "").split(";")[0].strip()
+        if media == "application/sdp":  # an ephemeral key's call: its session is the key's
+            body: dict[str, Any] = {"sdp": (await request.body()).decode()}
+        elif media == "multipart/form-data":
+            body = {}
+            async with request.form(max_files=2, max_fields=4) as form:
+                for name, value in form.multi_items():
+                    body[name] = (
+                        (await value.read()).decode() if isinstance(value, UploadFile) else value
+                    )
+            if "session" in body:
+                try:
+                    body["session"] = json.loads(body["session"])
+                except ValueError:
+                    return self._error(400, "invalid_request_error", "invalid_json",  # type: ignore[no-any-return]
+                                       "The session part is not JSON.", "session")  # fmt: skip
+        else:
+            return self._error(415, "invalid_request_error", "unsupported_media_type",  # type: ignore[no-any-return]
+                               "Send application/sdp or multipart/form-data.")  # fmt: skip
+        try:
+            check(json.dumps(body).encode(), CALL_CREATE)
+        except Refused as exc:
+            return self._error(400, "invalid_request_error", exc.code, exc.message, exc.param)  # type: ignore[no-any-return]
+        if not body["sdp"].startswith("v=0"):
+            return self._error(400, "invalid_request_error", "invalid_offer",  # type: ignore[no-any-return]
+                               "The SDP offer is not valid.", "sdp")  # fmt: skip
+        call_id = f"rtc_{secrets.token_hex(12)}"
+        self.calls[call_id] = FakeCall(call_id, _response_session(body.get("session") or {}))
+        return Response(_answer(call_id), 201, media_type="application/sdp",
+                        headers={"Location": f"/v1/realtime/calls/{call_id}"})  # fmt: skip
+
+    async def hangup(self, request: Request) -> Response:
+        refused = self._unauthorized(self._key_of(request.headers), self._api_key)
+        if refused is not None:
+            return refused  # type: ignore[no-any-return]
+        call = self.calls.get(request.path_params["call_id"])
+        if call is None:
+            return self._error(404, "invalid_request_error", "call_not_found", "No such call.")  # type: ignore[no-any-return]
+        call.hangups += 1
+        await self._end(call, "hangup")
+        return Response(b"", 200)
+
+    async def _end(self, call: FakeCall, by: str) -> None:
+        if call.live:
+            call.live, call.ended_by = False, by
+        for socket in list(call.sockets):
+            with contextlib.suppress(Exception):
+                await socket.close(1000)
+
+    async def _broadcast(self, call: FakeCall, event: dict[str, Any]) -> int:
+        sent = 0
+        for socket in list(call.sockets):
+            with contextlib.suppress(Exception):
+                await socket.send_text(json.dumps(event))
+                sent += 1
+        return sent
+
+    async def _update(
+        self, call: FakeCall, event: dict[str, Any], socket: WebSocket | None
+    ) -> None:
+        """A ``session.update`` from the browser (socket None) or a sideband."""
+        try:
+            check_event(event, SESSION_UPDATE)
+        except Refused as exc:
+            reply = _error_event(exc.code, exc.message, exc.param)
+            if socket is not None:
+                await socket.send_text(json.dumps(reply))
+            return
+        _apply(call.session, event["session"])
+        await self._broadcast(call, {"event_id": _event_id(), "type": "session.updated",
+                                     "session": call.session})  # fmt: skip
+
+    async def sideband(self, socket: WebSocket) -> None:
+        call = self.calls.get(socket.query_params.get("call_id", ""))
+        key = self._key_of(socket.headers)
+        if self._unauthorized(key, self._api_key) is not None or call is None or not call.live:
+            await socket.close(1008)  # before accept: the handshake is refused (403)
+            return
+        await socket.accept()
+        call.connects += 1
+        call.sockets.add(socket)
+        try:
+            await socket.send_text(json.dumps({"event_id": _event_id(), "type": "session.created",
+                                               "session": call.session}))  # fmt: skip
+            while True:
+                event = json.loads(await socket.receive_text())
+                call.from_sideband.append(event)
+                if event.get("type") == "session.update":
+                    await self._update(call, event, socket)
+        except (WebSocketDisconnect, RuntimeError, ValueError):
+            pass
+        finally:
+            call.sockets.discard(socket)
+
+    async def list(self, request: Request) -> Response:
+        return JSONResponse({"calls": [c.state() for c in self.calls.values()]})
+
+    async def show(self, request: Request) -> Response:
+        call = self.calls.get(request.path_params["call_id"])
+        if call is None:
+            return JSONResponse({"error": "no such call"}, 404)
+        return JSONResponse(call.state())
+
+    async def control(self, request: Request) -> Response:
+        call = self.calls.get(request.path_params["call_id"])
+        if call is None:
+            return JSONResponse({"error": "no such call"}, 404)
+        action = request.path_params["action"]
+        if action == "browser":
+            await self._update(call, await request.json(), None)
+        elif action == "emit":
+            return JSONResponse({"delivered": await self._broadcast(call, await request.json())})
+        elif action == "leave":
+            await self._end(call, "browser")
+        elif action == "drop":  # the call goes on; its sidebands see an abnormal close
+            for socket in list(call.sockets):
+                call.sockets.discard(socket)
+                with contextlib.suppress(Exception):
+                    await socket.close(1011)
+        else:
+            return JSONResponse({"error": "unknown action"}, 404)
+        return JSONResponse(call.state())

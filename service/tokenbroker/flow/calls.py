@@ -1,0 +1,153 @@
+"""The live-call flow: auth → policy → budgets → live-call cap → limits → upstream call →
+registry → a watcher on this replica; and the owner's hang-up.
+
+The browser's session (GA shape) is checked against the schema data and enforced like a
+client secret's; the call is created upstream with the enforced session and the real key.
+Whatever fails after the user was charged gives the charge and the live-call place back;
+a call created upstream but not registered is hung up at once (nobody would watch it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tokenbroker.errors import InvalidRequest, NotFound, RateLimited, Unavailable
+from tokenbroker.flow.context import RequestContext
+from tokenbroker.flow.live import LiveCalls
+from tokenbroker.flow.mint import Broker
+from tokenbroker.infra.redis import STORE_ERRORS
+from tokenbroker.live.registry import CallRecord
+from tokenbroker.policy.enforce import enforce
+from tokenbroker.policy.enforce_ga import enforce_ga
+from tokenbroker.policy.ga_request import validate_client_secret_request
+from tokenbroker.upstream.calls import CALL_ID, CreatedCall
+from tokenbroker.upstream.dialects.ga import from_ga, to_ga
+
+MAX_SDP_LINE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class CallReply:
+    call_id: str
+    answer: str
+    headers: dict[str, str]
+
+
+def check_offer(sdp: Any) -> str:
+    """An SDP offer that looks like one, else a 400 naming ``sdp``."""
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise InvalidRequest("invalid_offer", "The SDP offer is missing.", param="sdp")
+    lines = sdp.replace("\r\n", "\n").split("\n")
+    if lines[0].strip() != "v=0" or not any(line.startswith("m=") for line in lines):
+        raise InvalidRequest(
+            "invalid_offer", "The SDP offer must start with v=0 and have media (m=) lines.",
+            param="sdp",
+        )  # fmt: skip
+    if any(len(line) > MAX_SDP_LINE or "\x00" in line for line in lines):
+        raise InvalidRequest("invalid_offer", "The SDP offer has an invalid line.", param="sdp")
+    return sdp
+
+
+def _session_request(session: Any) -> dict[str, Any]:
+    """The browser's GA session, checked as a client-secret request's session."""
+    if session is None:
+        session = {"type": "realtime"}
+    if not isinstance(session, dict):
+        raise InvalidRequest("invalid_type", "'session' must be a JSON object.", param="session")
+    checked = validate_client_secret_request({"session": session})["session"]
+    if checked.get("type") != "realtime":
+        raise InvalidRequest("invalid_value", "A call's session must be of type realtime.",
+                             param="session.type")  # fmt: skip
+    return checked  # type: ignore[no-any-return]
+
+
+class CallFlow:
+    def __init__(self, broker: Broker, live: LiveCalls) -> None:
+        self._broker = broker
+        self._live = live
+
+    async def create(
+        self, authorization: Sequence[str], sdp: Any, session: Any, log: RequestContext
+    ) -> CallReply:
+        broker = self._broker
+        user_id, claims = await broker.identify(authorization, log)
+        offer = check_offer(sdp)
+        seed, ga_only = from_ga(_session_request(session))
+        policy, global_limits = broker.policy(user_id, claims, log)
+        await broker.admit(user_id, policy, call=True)
+        enforced = enforce(policy, seed)
+        extra, clamped = enforce_ga(policy, ga_only, None)
+        body, dropped = to_ga(enforced.session, extra)
+        ga_session: dict[str, Any] = body["session"]
+        log.model, log.voice = enforced.session.get("model"), enforced.session.get("voice")
+        if self._live.full:
+            raise Unavailable("replica_full", "This replica watches all the calls it can; retry.",
+                              headers={"Retry-After": "1"})  # fmt: skip
+        token = f"reserve:{os.urandom(9).hex()}"
+        registry = self._live.registry
+        try:
+            wait = await registry.reserve(user_id, policy.calls.max_live_calls, token)
+        except STORE_ERRORS:
+            raise Unavailable("store_unavailable", "The call registry is unavailable; retry.",
+                              headers={"Retry-After": "1"}) from None  # fmt: skip
+        if wait is not None:
+            raise RateLimited("live_calls_exceeded",
+                              f"You have {policy.calls.max_live_calls} live calls, the most "
+                              "your policy allows.",
+                              headers={"Retry-After": str(max(1, math.ceil(wait)))})  # fmt: skip
+        try:
+            created, headers = await broker.charged(
+                user_id, policy, global_limits,
+                lambda: self._live.upstream.create(offer, ga_session), log,
+            )  # fmt: skip
+            record = await self._register(token, created, user_id, policy.name, ga_session,
+                                          policy.calls.max_duration)  # fmt: skip
+        except BaseException:
+            with contextlib.suppress(*STORE_ERRORS):
+                await registry.release(user_id, token)
+            raise
+        self._live.watch(record)
+        log.detail = f"call={created.call_id}"
+        if clamped or enforced.adjusted or dropped:
+            headers["Policy-Adjusted"] = ", ".join((*enforced.adjusted, *clamped, *dropped))
+        headers["Location"] = f"/v1/realtime/calls/{created.call_id}"
+        return CallReply(created.call_id, created.answer, headers)
+
+    async def _register(
+        self, token: str, created: CreatedCall, user_id: str, policy: str,
+        session: dict[str, Any], max_duration: float,
+    ) -> CallRecord:  # fmt: skip
+        try:
+            return await self._live.registry.register(
+                token, created.call_id, user_id, policy, session, max_duration,
+                self._live.replica, self._live.lease,
+            )  # fmt: skip
+        except STORE_ERRORS:
+            await self._live.upstream.hangup(created.call_id)  # unwatched calls must not live
+            raise Unavailable("store_unavailable", "The call registry is unavailable; retry.",
+                              headers={"Retry-After": "1"}) from None  # fmt: skip
+
+    async def hang_up(
+        self, authorization: Sequence[str], call_id: str, log: RequestContext
+    ) -> dict[str, Any]:
+        """The owner ends the call; another user (or no such call) gets 404."""
+        user_id, _ = await self._broker.identify(authorization, log)
+        record = None
+        if CALL_ID.match(call_id):
+            try:
+                record = await self._live.registry.get(call_id)
+            except STORE_ERRORS:
+                raise Unavailable("store_unavailable", "The call registry is unavailable; "
+                                  "retry.", headers={"Retry-After": "1"}) from None  # fmt: skip
+        if record is None or record.user_id != user_id:
+            raise NotFound("call_not_found", "No such live call.", param="call_id")
+        log.policy, log.detail = record.policy, f"call={call_id}"
+        if not await self._live.end(record, "client"):
+            raise Unavailable("upstream_error", "The upstream did not take the hang-up; retry.",
+                              headers={"Retry-After": "1"})  # fmt: skip
+        return {"id": call_id, "object": "realtime.call", "status": "ending"}

@@ -1,0 +1,165 @@
+"""This replica's live calls: a watcher per call it owns, leases renewed, orphans adopted.
+
+Every ``calls.renew_interval`` the replica renews the leases of the calls it watches (a
+call it no longer owns is let go without ending it) and claims calls whose lease ran
+out: those of a replica that died, or that handed its calls over on SIGTERM. Ending a
+call is one method whatever asks for it (the owner over HTTP, a spent budget, an
+operator): the reason is recorded in the registry, the upstream hangs up, and the
+watching replica, wherever it is, sees the sideband close and records the end once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from tokenbroker.config.settings import CallsSettings
+from tokenbroker.flow.context import hash_user
+from tokenbroker.flow.watcher import CallWatch
+from tokenbroker.infra.audit import AuditTrail
+from tokenbroker.infra.metrics import Metrics
+from tokenbroker.infra.redis import STORE_ERRORS
+from tokenbroker.limits.ledger import Ledger
+from tokenbroker.live.registry import CallRecord, Registry
+from tokenbroker.policy.cache import PolicyCache
+from tokenbroker.policy.model import Policy
+from tokenbroker.upstream.calls import CallsUpstream
+
+log = logging.getLogger("tokenbroker.calls")
+
+
+class LiveCalls:
+    def __init__(
+        self,
+        replica: str,
+        registry: Registry,
+        ledger: Ledger,
+        upstream: CallsUpstream,
+        policies: PolicyCache,
+        settings: CallsSettings,
+        metrics: Metrics,
+        audit: AuditTrail,
+    ) -> None:
+        self.replica = replica
+        self.registry = registry
+        self.ledger = ledger
+        self.upstream = upstream
+        self.metrics = metrics
+        self._policies = policies
+        self._settings = settings
+        self._audit = audit
+        self.lease = settings.lease
+        self._watches: dict[str, asyncio.Task[None]] = {}
+        metrics.live_calls.set_function(lambda: len(self._watches))
+
+    @property
+    def full(self) -> bool:
+        return len(self._watches) >= self._settings.max_per_replica
+
+    def policy_for(self, record: CallRecord) -> Policy:
+        """The call's policy as it is now (a policy change reaches live calls); the default
+        policy if its policy was removed."""
+        policies = self._policies.policies
+        assert policies is not None  # calls exist only once policies are loaded
+        return policies.policies.get(record.policy) or policies.policies[policies.default_policy]
+
+    def price(self, model: Any) -> dict[str, float] | None:
+        price = self._settings.prices.get(str(model))
+        return price.model_dump() if price is not None else None
+
+    def watch(self, record: CallRecord) -> None:
+        watch = CallWatch(record, self)
+        self._watches[record.call_id] = asyncio.ensure_future(watch.run())
+
+    async def run(self) -> None:
+        """Renew, then adopt, every ``renew_interval``; store errors wait for the next turn."""
+        while True:
+            try:
+                await self._renew()
+                await self._adopt()
+            except STORE_ERRORS as exc:
+                log.warning("live-call registry unavailable (%s)", type(exc).__name__)
+            await asyncio.sleep(self._settings.renew_interval)  # the period of the loop
+
+    async def _renew(self) -> None:
+        lost = await self.registry.renew(self.replica, list(self._watches), self._settings.lease)
+        for call_id in lost:  # another replica owns it now: let go without ending it
+            task = self._watches.pop(call_id, None)
+            if task is not None:
+                task.cancel()
+
+    async def _adopt(self) -> None:
+        room = self._settings.max_per_replica - len(self._watches)
+        if room <= 0:
+            return
+        for record in await self.registry.claim(self.replica, self._settings.lease, room):
+            if record.call_id in self._watches:
+                continue
+            self.metrics.call_adoptions.inc()
+            fields = {"call": record.call_id, "user": hash_user(record.user_id),
+                      "from": record.owner or "handover"}  # fmt: skip
+            log.info("call adopted", extra={"fields": fields})
+            self.watch(record)
+
+    async def handover(self) -> int:
+        """Stop watching without ending the calls; their leases end now, so another
+        replica adopts them at its next turn."""
+        ids = list(self._watches)
+        tasks = [self._watches.pop(call_id) for call_id in ids]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            handed = await self.registry.handover(self.replica, ids)
+        except STORE_ERRORS:
+            handed = 0  # the leases run out by themselves
+        if ids:
+            log.info("calls handed over", extra={"fields": {"calls": handed}})
+        return handed
+
+    async def end(self, record: CallRecord, reason: str) -> bool:
+        """Ask the upstream to end a call, recording why first; False if it did not take it."""
+        if not await self.registry.mark(record.call_id, reason):
+            return False
+        return await self.upstream.hangup(record.call_id)
+
+    async def budget_spent(self, user_id: str) -> None:
+        """A budget of the user's is spent: every live call of theirs ends."""
+        for call_id in await self.registry.user_calls(user_id):
+            record = await self.registry.get(call_id)
+            if record is not None:
+                await self.end(record, "budget")
+
+    async def finished(self, watch: CallWatch, reason: str) -> None:
+        """The call is over: out of the registry, one log line, one audit entry, counted."""
+        record = watch.record
+        if self._watches.get(record.call_id) is asyncio.current_task():
+            del self._watches[record.call_id]
+        try:
+            removed = await self.registry.finish(record)
+        except STORE_ERRORS:
+            removed = True  # the record expires by itself; the end is still this one
+        if not removed:
+            return  # another replica recorded this call's end
+        tally = watch.tally
+        self.metrics.call_ends.labels(reason).inc()
+        fields = {"call": record.call_id, "user": hash_user(record.user_id),
+                  "policy": record.policy, "reason": reason,
+                  "seconds": round(time.time() - record.started, 3),
+                  "tokens": tally.tokens, "cost_usd": tally.cost_micros / 1_000_000,
+                  "responses": tally.responses, "reverts": tally.reverts}  # fmt: skip
+        log.info("call ended", extra={"fields": fields})
+        detail = " ".join(f"{k}={fields[k]}" for k in ("call", "reason", "seconds", "tokens",
+                                                        "cost_usd", "reverts"))  # fmt: skip
+        self._audit.record({"user": record.user_id, "policy": record.policy,
+                            "model": str(record.session.get("model", "")), "voice": "",
+                            "outcome": "call_ended", "request_id": record.call_id, "ip": "",
+                            "user_agent": "", "detail": detail})  # fmt: skip
+
+    async def stop(self) -> None:
+        """On shutdown: hand the calls over (never hang them up)."""
+        with contextlib.suppress(Exception):
+            await self.handover()

@@ -1,0 +1,116 @@
+"""Per-user usage budgets in Redis: what live calls spent, per fixed window.
+
+Each budget (``{tokens: N, per: 1d}`` or ``{cost: 5.0, per: 1d}``) counts in a window of
+``per`` seconds aligned to the Unix epoch, so the window's end is an honest Retry-After.
+A response's usage is added by one ``usage.lua`` call that first records the event id in
+the call's set: an event delivered twice (or seen by two replicas around an adoption) is
+counted once. Every key carries the user's hash tag, so one script may touch them all on
+a Redis Cluster too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from tokenbroker.limits.gcra import user_key
+from tokenbroker.limits.rules import Budget
+
+SEEN_TTL = 2 * 3600  # longer than any call (60 minutes upstream)
+
+
+@dataclass(frozen=True, slots=True)
+class Spent:
+    budget: Budget
+    tokens: int
+    cost_micros: int
+    resets_at: float  # Unix time the window ends
+
+    @property
+    def exhausted(self) -> bool:
+        if self.budget.tokens is not None:
+            return self.tokens >= self.budget.tokens
+        assert self.budget.cost is not None
+        return self.cost_micros >= round(self.budget.cost * 1_000_000)
+
+    @property
+    def left(self) -> dict[str, Any]:
+        """What remains of the budget in its own unit, for operators."""
+        if self.budget.tokens is not None:
+            left = max(0, self.budget.tokens - self.tokens)
+            return {"budget": self.budget.name, "tokens_left": left,
+                    "resets_at": int(self.resets_at)}  # fmt: skip
+        assert self.budget.cost is not None
+        usd = max(0.0, self.budget.cost - self.cost_micros / 1_000_000)
+        return {"budget": self.budget.name, "usd_left": round(usd, 6),
+                "resets_at": int(self.resets_at)}  # fmt: skip
+
+
+def retry_after(spent: Sequence[Spent], now: float) -> int | None:
+    """Seconds until every exhausted budget has a new window, or None if none is spent."""
+    ends = [s.resets_at for s in spent if s.exhausted]
+    return max(1, math.ceil(max(ends) - now)) if ends else None
+
+
+class Ledger:
+    def __init__(self, client: Any, prefix: str, clock: Callable[[], float] = time.time) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._clock = clock
+        self._script = client.register_script(
+            resources.files(__package__).joinpath("usage.lua").read_text()
+        )
+
+    def _windows(self, user_id: str, budgets: Sequence[Budget]) -> list[tuple[str, float]]:
+        now, base = self._clock(), user_key(self._prefix, user_id)
+        out = []
+        for budget in budgets:
+            index = math.floor(now / budget.per)
+            out.append((f"{base}:use:{budget.per:g}:{index}", (index + 1) * budget.per))
+        return out
+
+    async def add(
+        self,
+        user_id: str,
+        call_id: str,
+        event_id: str,
+        tokens: int,
+        cost_micros: int,
+        budgets: Sequence[Budget],
+    ) -> list[Spent] | None:
+        """Count one event's usage; the windows' totals after it, or None if already counted."""
+        windows = self._windows(user_id, budgets)
+        seen = f"{user_key(self._prefix, user_id)}:seen:{call_id}"
+        now = self._clock()
+        ttls = [max(1, math.ceil(end - now)) + 60 for _, end in windows]
+        reply = await self._script(
+            keys=[seen, *(key for key, _ in windows)],
+            args=[event_id, tokens, cost_micros, SEEN_TTL, *ttls],
+        )
+        if not reply or int(reply[0]) == 0:
+            return None
+        return [
+            Spent(budget, int(reply[1 + 2 * i]), int(reply[2 + 2 * i]), end)
+            for i, (budget, (_, end)) in enumerate(zip(budgets, windows, strict=True))
+        ]
+
+    async def spent(self, user_id: str, budgets: Sequence[Budget]) -> list[Spent]:
+        """What the user has spent of each budget in its current window."""
+        if not budgets:
+            return []
+        windows = self._windows(user_id, budgets)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key, _ in windows:
+                pipe.hmget(key, "t", "c")
+            replies = await pipe.execute()
+        return [
+            Spent(budget, int(reply[0] or 0), int(reply[1] or 0), end)
+            for budget, (_, end), reply in zip(budgets, windows, replies, strict=True)
+        ]
+
+    def now(self) -> float:
+        return self._clock()

@@ -1,0 +1,1 @@
+"""Live calls: the registry in Redis of which replica watches which call."""

@@ -1,0 +1,181 @@
+"""Drift: where a live call's session has left its policy, and the update that restores it.
+
+Pure. ``current`` is a session as ``session.created`` / ``session.updated`` show it (the
+GA shape); ``enforced`` is the GA session the broker created the call with. A field is a
+violation when the policy would not have allowed its current value at creation: fixed
+instructions changed, tools the policy does not list, a model, voice, format, modality,
+transcription model or noise reduction outside the allowlists, a number outside its
+clamp, tracing where it is forbidden (or gone where it is forced).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tokenbroker.policy.model import NumberRange, Policy
+from tokenbroker.policy.session import SEED_FORMAT
+
+UNREVERTABLE = ("type", "model")  # session.update cannot change these: hang up instead
+CLEARED: dict[str, Any] = {"instructions": "", "tools": [], "tracing": None, "prompt": None}
+
+
+def _get(node: Any, *path: str) -> Any:
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def _inside(value: Any, bounds: NumberRange | None) -> bool:
+    if bounds is None or value is None:
+        return True
+    return isinstance(value, int | float) and bounds.min <= value <= bounds.max
+
+
+def _model_ok(model: Any, policy: Policy, enforced: dict[str, Any]) -> bool:
+    """An allowed model, or a dated snapshot of one (the upstream names what it runs)."""
+    if model is None or model == enforced.get("model"):
+        return True
+    return isinstance(model, str) and any(
+        model == name or model.startswith(f"{name}-") for name in policy.models
+    )
+
+
+def _instructions_ok(text: Any, policy: Policy, enforced: dict[str, Any]) -> bool:
+    rule = policy.instructions
+    text = text or ""
+    if rule is None or rule.mode == "fixed":
+        return bool(text == (enforced.get("instructions") or ""))
+    if rule.max_chars is not None and len(text) > rule.max_chars + len(rule.text) + 2:
+        return False
+    return rule.mode != "prefix" or text.startswith(rule.text)
+
+
+def _tools_ok(tools: Any, policy: Policy, enforced: dict[str, Any]) -> bool:
+    tools = tools or []
+    rule = policy.tools
+    if rule.mode == "none":
+        return not tools
+    if rule.mode == "fixed":
+        names = sorted(str(t.get("name")) for t in enforced.get("tools") or [])
+        return sorted(str(_get(t, "name")) for t in tools) == names
+    for tool in tools:
+        if _get(tool, "type") == "mcp":
+            mcp = rule.mcp
+            if mcp is None or tool.get("require_approval") != mcp.require_approval:
+                return False
+            if tool.get("server_url") not in mcp.servers and (
+                tool.get("connector_id") not in mcp.connectors
+            ):
+                return False
+        elif _get(tool, "name") not in rule.names:
+            return False
+    return True
+
+
+def _turn_detection_ok(value: Any, policy: Policy, enforced: dict[str, Any]) -> bool:
+    rule = policy.turn_detection
+    if rule is None:
+        wanted = _get(enforced, "audio", "input", "turn_detection")
+        return value == wanted or (wanted is None and _get(value, "type") in (None, "server_vad"))
+    if value is None:
+        return rule.allow_none
+    if value.get("type") not in rule.types:
+        return False
+    if rule.eagerness is not None and value.get("eagerness") not in (None, *rule.eagerness):
+        return False
+    return all(_inside(value.get(key), getattr(rule, key))
+               for key in ("threshold", "prefix_padding_ms", "silence_duration_ms"))  # fmt: skip
+
+
+def _listed(value: Any, allowed: tuple[str, ...] | None) -> bool:
+    return allowed is None or value is None or value in allowed
+
+
+def violations(policy: Policy, enforced: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The fields of ``current`` outside ``policy``, by their GA path."""
+    bad: list[str] = []
+    if current.get("type", "realtime") != enforced.get("type", "realtime"):
+        bad.append("type")
+    if not _model_ok(current.get("model"), policy, enforced):
+        bad.append("model")
+    if current.get("type", "realtime") == "realtime":
+        if not _instructions_ok(current.get("instructions"), policy, enforced):
+            bad.append("instructions")
+        if not _tools_ok(current.get("tools"), policy, enforced):
+            bad.append("tools")
+        modalities = current.get("output_modalities")
+        if policy.modalities and modalities is not None:
+            seed = {"text"} if modalities == ["text"] else {"audio", "text"}
+            if seed not in [set(s) for s in policy.modalities]:
+                bad.append("output_modalities")
+        cap = policy.max_response_output_tokens
+        tokens = current.get("max_output_tokens")
+        if cap is not None and tokens is not None and (tokens == "inf" or tokens > cap.max):
+            bad.append("max_output_tokens")
+        voice = _get(current, "audio", "output", "voice")
+        voice = voice.get("id") if isinstance(voice, dict) else voice
+        if not _listed(voice, policy.voices):
+            bad.append("audio.output.voice")
+        out_format = SEED_FORMAT.get(str(_get(current, "audio", "output", "format", "type")))
+        if not _listed(out_format, policy.output_audio_formats):
+            bad.append("audio.output.format")
+        if not _inside(_get(current, "audio", "output", "speed"), policy.speed):
+            bad.append("audio.output.speed")
+        effort = _get(current, "reasoning", "effort")
+        if not _listed(effort, policy.reasoning_efforts):
+            bad.append("reasoning")
+        if not _listed(_get(current, "prompt", "id"), policy.prompts):
+            bad.append("prompt")
+    in_format = SEED_FORMAT.get(str(_get(current, "audio", "input", "format", "type")))
+    if not _listed(in_format, policy.input_audio_formats):
+        bad.append("audio.input.format")
+    audio_in = _get(current, "audio", "input") or {}
+    if "turn_detection" in audio_in and not _turn_detection_ok(
+        audio_in["turn_detection"], policy, enforced
+    ):
+        bad.append("audio.input.turn_detection")
+    transcription = _get(audio_in, "transcription", "model")
+    if transcription is not None and (
+        policy.transcription is None or transcription not in policy.transcription.models
+    ):
+        bad.append("audio.input.transcription")
+    noise = _get(audio_in, "noise_reduction", "type")
+    if noise is not None and (
+        policy.noise_reduction is None or noise not in policy.noise_reduction
+    ):
+        bad.append("audio.input.noise_reduction")
+    tracing = current.get("tracing")
+    if (policy.tracing.mode == "forbid" and tracing is not None) or (
+        policy.tracing.mode == "force" and tracing is None
+    ):
+        bad.append("tracing")
+    return bad
+
+
+def revert(enforced: dict[str, Any], bad: list[str]) -> dict[str, Any] | None:
+    """The ``session.update`` event restoring the violating fields as enforced, or None
+    when a violation cannot be reverted by an update (the call must end)."""
+    if any(path in UNREVERTABLE for path in bad):
+        return None
+    session: dict[str, Any] = {"type": enforced.get("type", "realtime")}
+    for root in dict.fromkeys(path.split(".", 1)[0] for path in bad):
+        if root in enforced:
+            session[root] = enforced[root]
+        elif root in CLEARED:
+            session[root] = CLEARED[root]
+        elif root == "audio":  # nothing was enforced there: clear what drifted
+            session["audio"] = _cleared_audio(bad)
+        else:
+            return None
+    return {"type": "session.update", "session": session}
+
+
+def _cleared_audio(bad: list[str]) -> dict[str, Any]:
+    audio: dict[str, dict[str, Any]] = {}
+    for path in bad:
+        parts = path.split(".")
+        if len(parts) == 3 and parts[0] == "audio" and parts[2] in (
+            "transcription", "noise_reduction"
+        ):  # fmt: skip
+            audio.setdefault(parts[1], {})[parts[2]] = None
+    return audio
