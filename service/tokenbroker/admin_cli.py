@@ -1,5 +1,5 @@
-"""The operator commands (``policy``, ``user``, ``audit``): the same Operations as the
-admin API, on the store named by the config."""
+"""The operator commands (``policy``, ``user``, ``calls``, ``audit``): the same Operations
+as the admin API, on the store named by the config."""
 
 from __future__ import annotations
 
@@ -48,24 +48,37 @@ def _read_policy_file(path: str, vocabulary: Vocabulary) -> str:
 
 
 async def _operate(args: argparse.Namespace) -> None:
+    from tokenbroker.flow.live import end_call
     from tokenbroker.flow.operations import Operations
     from tokenbroker.infra.audit import RedisAudit
+    from tokenbroker.infra.metrics import Metrics
     from tokenbroker.infra.redis import connect
+    from tokenbroker.limits.ledger import Ledger
     from tokenbroker.limits.redis import RedisLimiter
+    from tokenbroker.live.registry import Registry
     from tokenbroker.policy.store import RedisPolicyStore
+    from tokenbroker.upstream.calls import CallsUpstream
+    from tokenbroker.wiring import open_upstream
 
     base = settings_from_args(args, require_secrets=False)
     redis = base.redis.model_copy(update={"timeout": 5.0})  # operators wait longer than mints
     settings = base.model_copy(update={"redis": redis})
     client = connect(settings)
-    ops = Operations(
-        RedisPolicyStore(client, settings.redis.prefix),
-        RedisLimiter(client, settings.redis.prefix, cluster=settings.redis.cluster),
-        RedisAudit(client, f"{settings.redis.prefix}:audit", settings.audit.max_entries),
-        VOCABULARIES[settings.upstream.dialect],
-    )
+    registry = Registry(client, settings.redis.prefix)
+    up = settings.upstream
     try:
-        await _dispatch(args, ops)
+        async with open_upstream(settings, Metrics(), up.url, up.api_key, up.proxy) as upstream:
+            calls = CallsUpstream(upstream)
+            ops = Operations(
+                RedisPolicyStore(client, settings.redis.prefix),
+                RedisLimiter(client, settings.redis.prefix, cluster=settings.redis.cluster),
+                RedisAudit(client, f"{settings.redis.prefix}:audit", settings.audit.max_entries),
+                VOCABULARIES[settings.upstream.dialect],
+                registry=registry,
+                ledger=Ledger(client, settings.redis.prefix),
+                end_call=lambda record, reason: end_call(registry, calls, record, reason),
+            )
+            await _dispatch(args, ops)
     except BrokerError as exc:
         sys.exit(f"tokenbroker: {exc.message}")
     finally:
@@ -73,7 +86,8 @@ async def _operate(args: argparse.Namespace) -> None:
 
 
 async def _dispatch(args: argparse.Namespace, ops: Any) -> None:
-    sub_command = getattr(args, "policy_command", None) or getattr(args, "user_command", None)
+    sub_command = (getattr(args, "policy_command", None) or getattr(args, "user_command", None)
+                   or getattr(args, "calls_command", None))  # fmt: skip
     action = f"{args.command} {sub_command or args.audit_command}"
     if action == "policy apply":
         text = _read_policy_file(args.file, ops.vocabulary)
@@ -105,6 +119,11 @@ async def _dispatch(args: argparse.Namespace, ops: Any) -> None:
     elif action == "user reset":
         await ops.reset(args.sub)
         print(json.dumps(await ops.user(args.sub), indent=2))
+    elif action == "calls list":
+        for call in await ops.calls():
+            print(json.dumps(call))
+    elif action == "calls hangup":
+        print(json.dumps(await ops.hang_up(args.call_id)))
     elif action == "audit tail":
         since = None
         if args.since:

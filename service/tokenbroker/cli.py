@@ -193,7 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
         with_config(usub.add_parser(name)).add_argument("sub")
     user.set_defaults(func=cmd_operate)
 
-    audit = sub.add_parser("audit", help="read the audit trail of mint attempts")
+    calls = sub.add_parser("calls", help="list live calls, hang one up")
+    csub = calls.add_subparsers(dest="calls_command", required=True)
+    with_config(csub.add_parser("list", help="every live call, one JSON object per line"))
+    with_config(csub.add_parser("hangup", help="end a live call (reason: operator)")).add_argument(
+        "call_id"
+    )
+    calls.set_defaults(func=cmd_operate)
+
+    audit = sub.add_parser("audit", help="read the audit trail of mint and call attempts")
     asub = audit.add_subparsers(dest="audit_command", required=True)
     tail = with_config(asub.add_parser("tail", help="the latest entries, oldest first"))
     tail.add_argument("--user", help="only this user id")

@@ -137,8 +137,10 @@ async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[R
                 CallsUpstream(up), cache, settings.calls, metrics, audit,
             )  # fmt: skip
             runtime = Runtime(
-                broker, settings, Operations(store, limiter, audit, vocabulary), audit, ping,
-                calls=CallFlow(broker, live), live=live,
+                broker, settings,
+                Operations(store, limiter, audit, vocabulary, registry=live.registry,
+                           ledger=broker.ledger, end_call=live.end),
+                audit, ping, calls=CallFlow(broker, live), live=live,
             )  # fmt: skip
             runtime.start(cache.run(initial), audit.run(), live.run())
             try:

@@ -31,6 +31,15 @@ from tokenbroker.upstream.calls import CallsUpstream
 log = logging.getLogger("tokenbroker.calls")
 
 
+async def end_call(
+    registry: Registry, upstream: CallsUpstream, record: CallRecord, reason: str
+) -> bool:
+    """Ask the upstream to end a call, recording why first; False if it did not take it."""
+    if not await registry.mark(record.call_id, reason):
+        return False
+    return await upstream.hangup(record.call_id)
+
+
 class LiveCalls:
     def __init__(
         self,
@@ -121,10 +130,7 @@ class LiveCalls:
         return handed
 
     async def end(self, record: CallRecord, reason: str) -> bool:
-        """Ask the upstream to end a call, recording why first; False if it did not take it."""
-        if not await self.registry.mark(record.call_id, reason):
-            return False
-        return await self.upstream.hangup(record.call_id)
+        return await end_call(self.registry, self.upstream, record, reason)
 
     async def budget_spent(self, user_id: str) -> None:
         """A budget of the user's is spent: every live call of theirs ends."""

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import difflib
 import math
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tokenbroker.errors import InvalidRequest, NotFound
 from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.limits.gcra import LimitState
+from tokenbroker.limits.ledger import Ledger
+from tokenbroker.live.registry import CallRecord, Registry
 from tokenbroker.policy.model import PolicyError, PolicySet
 from tokenbroker.policy.parse import parse_policy_text
 from tokenbroker.policy.store import PolicyStore, PolicyVersion
@@ -44,9 +48,17 @@ class Operations:
         limits: LimitState,
         audit: AuditTrail,
         vocabulary: Vocabulary = GA,
+        *,
+        registry: Registry | None = None,
+        ledger: Ledger | None = None,
+        end_call: Callable[[CallRecord, str], Awaitable[bool]] | None = None,
     ) -> None:
-        """``vocabulary``: the model and voice names of the broker's upstream dialect."""
+        """``vocabulary``: the model and voice names of the broker's upstream dialect;
+        ``registry``, ``ledger`` and ``end_call`` (mark and hang up): live calls."""
         self.store = store
+        self.registry = registry
+        self.ledger = ledger
+        self._end_call = end_call
         self.vocabulary = vocabulary
         self.limits = limits
         self.audit = audit
@@ -126,7 +138,38 @@ class Operations:
                 for w in windows
             ],
             "recent_mints": await self.audit.read(user=user_id, count=10),
+            **await self._live_state(user_id, policy),
         }
+
+    async def _live_state(self, user_id: str, policy: Any) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        if self.ledger is not None:
+            state["budgets"] = [s.left for s in await self.ledger.spent(user_id, policy.budgets)]
+        if self.registry is not None:
+            state["live_calls"] = await self.registry.user_calls(user_id)
+        return state
+
+    async def calls(self) -> list[dict[str, Any]]:
+        """Every live call: who, which policy, since when, until when, watched by whom."""
+        if self.registry is None:
+            return []
+        now = time.time()
+        return [
+            {"call_id": r.call_id, "user": r.user_id, "policy": r.policy,
+             "model": r.session.get("model"), "started_at": int(r.started),
+             "ends_at": int(r.deadline), "owner": r.owner or None,
+             "lease_left_seconds": round(max(lease - now, 0.0), 1),
+             "ending": r.end_reason or None}
+            for r, lease in await self.registry.all()
+        ]  # fmt: skip
+
+    async def hang_up(self, call_id: str) -> dict[str, Any]:
+        """End a live call as the operator (reason ``operator``)."""
+        record = await self.registry.get(call_id) if self.registry is not None else None
+        if record is None or self._end_call is None:
+            raise NotFound("not_found", f"No live call {call_id!r}.")
+        ended = await self._end_call(record, "operator")
+        return {"call_id": call_id, "ending": ended}
 
     async def reset(self, user_id: str) -> None:
         await self.limits.reset(user_id)

@@ -105,7 +105,15 @@ def admin_routes(admin_token: str) -> list[Route]:
         await operations.reset(sub)
         return JSONResponse(await operations.user(sub))
 
+    async def calls(request: Request) -> Response:
+        return JSONResponse({"calls": await _operations(request).calls()})
+
+    async def hang_up(request: Request) -> Response:
+        return JSONResponse(await _operations(request).hang_up(request.path_params["call_id"]))
+
     return [
+        Route("/admin/calls", guarded(calls), methods=["GET"]),
+        Route("/admin/calls/{call_id:str}/hangup", guarded(hang_up), methods=["POST"]),
         Route("/admin/policy", guarded(show), methods=["GET"]),
         Route("/admin/policy", guarded(apply), methods=["POST"]),
         Route("/admin/policy/history", guarded(history), methods=["GET"]),
