@@ -35,3 +35,17 @@ def test_benchmark_smoke_run_writes_result_and_chart(tmp_path: Path) -> None:
     assert 0.9 < result["redis_per_mint"]["round_trips_before_upstream"] < 1.2
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Redis memory per active user" in done.stdout
+
+
+def test_live_call_benchmark_smoke_run(tmp_path: Path) -> None:
+    """`calls.py --smoke`: calls held, usage accounted, a killed replica's calls adopted."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH.parent / "calls.py"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "calls.json").read_text())
+    assert result["adoption"]["adopted"] == result["calls"] == 50
+    assert result["usage"]["redis_evalsha_per_event"] >= 1

@@ -121,6 +121,7 @@ def cmd_token(args: argparse.Namespace) -> None:
 
 def cmd_fake_upstream(args: argparse.Namespace) -> None:
     from tokenbroker.fake_upstream.app import FakeControls, create_fake_upstream
+    from tokenbroker.http.protocol import ProtocolLimits
     from tokenbroker.infra.logs import configure_logging
 
     configure_logging("info", "json")
@@ -130,7 +131,9 @@ def cmd_fake_upstream(args: argparse.Namespace) -> None:
         fail_rate=args.fail_rate,
         record=not args.no_record,
     )
-    run(create_fake_upstream(controls), args.host, args.port, grace=1)
+    # It holds a WebSocket per live call (thousands in the benchmark): no connection cap.
+    limits = ProtocolLimits(max_connections=1_000_000)
+    run(create_fake_upstream(controls), args.host, args.port, grace=1, limits=limits)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -129,12 +129,15 @@ async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[R
         async with (
             open_upstream(settings, metrics, up_cfg.url, up_cfg.api_key, up_cfg.proxy) as up,
             make_jwks_client() as jwks_http,
+            contextlib.AsyncExitStack() as stack,
         ):
             broker = build_broker(settings, metrics, jwks_http, cache, guarded, up)
             broker.ledger = Ledger(client, settings.redis.prefix)
+            calls_up = CallsUpstream(up)
+            stack.push_async_callback(calls_up.close)
             live = LiveCalls(
                 replica_name(), Registry(client, settings.redis.prefix), broker.ledger,
-                CallsUpstream(up), cache, settings.calls, metrics, audit,
+                calls_up, cache, settings.calls, metrics, audit,
             )  # fmt: skip
             runtime = Runtime(
                 broker, settings,

@@ -181,7 +181,13 @@ class Bench:
         )
 
     def broker(
-        self, name: str, upstream: Server, policies: Path, prefix: str, dialect: str = "openai-beta"
+        self,
+        name: str,
+        upstream: Server,
+        policies: Path,
+        prefix: str,
+        dialect: str = "openai-beta",
+        extra: dict[str, Any] | None = None,
     ) -> Server:
         port = free_port()
         config = {
@@ -202,6 +208,7 @@ class Bench:
             },
             "shutdown": {"delay": "10ms", "grace": "5s"},
             "cors": {"allowed_origins": [ORIGIN]},
+            **(extra or {}),
         }
         path = self.workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))

@@ -11,7 +11,10 @@ changes nothing. Control hooks play the two other parties of a call:
 - ``POST /_fake/calls/{id}/emit``: a server event to every sideband (``response.done``);
 - ``POST /_fake/calls/{id}/leave``: the browser leaves (the call ends);
 - ``POST /_fake/calls/{id}/drop``: the sidebands are closed abnormally (1011), the call goes on;
-- ``GET /_fake/calls/{id}`` and ``GET /_fake/calls``: what happened to the calls.
+- ``GET /_fake/calls/{id}`` and ``GET /_fake/calls``: what happened to the calls
+  (``?summary=1``: counts only);
+- ``POST /_fake/burst`` ``{"events": N, "tokens": T}``: N ``response.done`` events of T
+  input tokens each, round-robin over the live calls' sidebands, as fast as they go.
 """
 
 from __future__ import annotations
@@ -126,6 +129,7 @@ class FakeCalls:
         return [
             *routes,
             Route("/_fake/calls", self.list, methods=["GET"]),
+            Route("/_fake/burst", self.burst, methods=["POST"]),
             Route("/_fake/calls/{call_id}", self.show, methods=["GET"]),
             Route("/_fake/calls/{call_id}/{action}", self.control, methods=["POST"]),
         ]
@@ -229,7 +233,29 @@ class FakeCalls:
             call.sockets.discard(socket)
 
     async def list(self, request: Request) -> Response:
-        return JSONResponse({"calls": [c.state() for c in self.calls.values()]})
+        calls = list(self.calls.values())
+        if request.query_params.get("summary"):
+            return JSONResponse({
+                "calls": len(calls), "live": sum(c.live for c in calls),
+                "sidebands": sum(len(c.sockets) for c in calls),
+                "reattached": sum(c.connects >= 2 and bool(c.sockets) for c in calls),
+            })  # fmt: skip
+        return JSONResponse({"calls": [c.state() for c in calls]})
+
+    async def burst(self, request: Request) -> Response:
+        body = await request.json()
+        events, tokens = int(body["events"]), int(body.get("tokens", 10))
+        targets = [c for c in self.calls.values() if c.live and c.sockets]
+        started, sent = time.perf_counter(), 0
+        for i in range(events if targets else 0):
+            call = targets[i % len(targets)]
+            usage = {"total_tokens": tokens, "input_tokens": tokens, "output_tokens": 0,
+                     "input_token_details": {"text_tokens": tokens, "audio_tokens": 0}}  # fmt: skip
+            event = {"event_id": _event_id(), "type": "response.done",
+                     "response": {"object": "realtime.response", "id": f"resp_{i}",
+                                  "status": "completed", "output": [], "usage": usage}}  # fmt: skip
+            sent += await self._broadcast(call, event)
+        return JSONResponse({"sent": sent, "seconds": time.perf_counter() - started})
 
     async def show(self, request: Request) -> Response:
         call = self.calls.get(request.path_params["call_id"])

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokenbroker.calls")
 MAX_REVERTS = 20  # a client that keeps drifting after this many reverts is hung up
 RECONNECT_FOR = 30.0  # seconds a broken sideband is retried before the call is given up
+RECOUNT_FOR = 60.0  # seconds a usage the store did not take is retried (ids make it safe)
 
 
 @dataclass
@@ -143,7 +144,7 @@ class CallWatch:
         bad = violations(policy, self.record.session, session)
         if not bad:
             return None
-        update = revert(self.record.session, bad)
+        update = revert(policy, self.record.session, bad)
         give_up = self.tally.reverts >= MAX_REVERTS
         if policy.calls.on_violation == "hangup" or update is None or give_up:
             log.info("call drifted", extra={"fields": {"call": self.record.call_id,
@@ -166,14 +167,21 @@ class CallWatch:
             return None
         price = self._live.price(self.record.session.get("model"))
         cost = usage.cost_micros(price) if price is not None else 0
-        try:
-            spent = await self._live.ledger.add(self.record.user_id, self.record.call_id,
-                                                event_id, usage.total, cost,
-                                                self.policy.budgets)  # fmt: skip
-        except STORE_ERRORS:
-            log.warning("usage not counted: store unavailable",
-                        extra={"fields": {"call": self.record.call_id}})  # fmt: skip
-            return None
+        started, pause = time.monotonic(), 0.05
+        while True:  # the event id makes a retry safe: counted at most once
+            try:
+                spent = await self._live.ledger.add(self.record.user_id, self.record.call_id,
+                                                    event_id, usage.total, cost,
+                                                    self.policy.budgets)  # fmt: skip
+                break
+            except STORE_ERRORS:
+                if time.monotonic() - started > RECOUNT_FOR:
+                    self._live.metrics.call_usage_lost.inc()
+                    log.error("usage not counted: store unavailable",
+                              extra={"fields": {"call": self.record.call_id}})  # fmt: skip
+                    return None
+                await asyncio.sleep(pause)  # backoff before the retry, not a sync wait
+                pause = min(pause * 2, 2.0)
         if spent is None:  # this event was counted already
             return None
         self._count(usage, cost, price is None)

@@ -82,6 +82,10 @@ class Metrics:
             "tokenbroker_call_usage_unpriced", "Responses of models missing from the price table.",
             registry=r,
         )  # fmt: skip
+        self.call_usage_lost = Counter(
+            "tokenbroker_call_usage_lost", "Responses whose usage the store did not take "
+            "within a minute of retries (not counted).", registry=r,
+        )  # fmt: skip
         self.call_reverts = Counter(
             "tokenbroker_call_reverts", "Session drifts reverted with a session.update.", registry=r
         )

@@ -10,11 +10,13 @@ clamp, tracing where it is forbidden (or gone where it is forced).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tokenbroker.policy.model import NumberRange, Policy
 from tokenbroker.policy.session import SEED_FORMAT
 
+SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")  # a dated snapshot: gpt-realtime-2025-08-28
 UNREVERTABLE = ("type", "model")  # session.update cannot change these: hang up instead
 CLEARED: dict[str, Any] = {"instructions": "", "tools": [], "tracing": None, "prompt": None}
 
@@ -35,9 +37,7 @@ def _model_ok(model: Any, policy: Policy, enforced: dict[str, Any]) -> bool:
     """An allowed model, or a dated snapshot of one (the upstream names what it runs)."""
     if model is None or model == enforced.get("model"):
         return True
-    return isinstance(model, str) and any(
-        model == name or model.startswith(f"{name}-") for name in policy.models
-    )
+    return isinstance(model, str) and SNAPSHOT.sub("", model) in policy.models
 
 
 def _instructions_ok(text: Any, policy: Policy, enforced: dict[str, Any]) -> bool:
@@ -152,9 +152,10 @@ def violations(policy: Policy, enforced: dict[str, Any], current: dict[str, Any]
     return bad
 
 
-def revert(enforced: dict[str, Any], bad: list[str]) -> dict[str, Any] | None:
-    """The ``session.update`` event restoring the violating fields as enforced, or None
-    when a violation cannot be reverted by an update (the call must end)."""
+def revert(policy: Policy, enforced: dict[str, Any], bad: list[str]) -> dict[str, Any] | None:
+    """The ``session.update`` event restoring the violating fields as enforced (or, for
+    fields the call was created without, as the policy's first choice), or None when a
+    violation cannot be reverted by an update (the call must end)."""
     if any(path in UNREVERTABLE for path in bad):
         return None
     session: dict[str, Any] = {"type": enforced.get("type", "realtime")}
@@ -165,6 +166,8 @@ def revert(enforced: dict[str, Any], bad: list[str]) -> dict[str, Any] | None:
             session[root] = CLEARED[root]
         elif root == "audio":  # nothing was enforced there: clear what drifted
             session["audio"] = _cleared_audio(bad)
+        elif root == "reasoning" and policy.reasoning_efforts:
+            session["reasoning"] = {"effort": policy.reasoning_efforts[0]}
         else:
             return None
     return {"type": "session.update", "session": session}

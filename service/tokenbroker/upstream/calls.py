@@ -4,6 +4,8 @@ sideband WebSocket (``{url}/realtime?call_id=…`` as ``wss://``). The same rela
 serve OpenAI and Azure (whose ``url`` is ``https://{resource}.openai.azure.com/openai/v1``).
 
 Creating a call is not retried: a call created twice would be a call nobody watches.
+The sidebands have a connection pool of their own, without a cap: each holds its
+connection for the call's life, and thousands of them must not starve the mint calls.
 """
 
 from __future__ import annotations
@@ -46,6 +48,22 @@ class CallsUpstream:
         self._calls = URL(f"{upstream.base_url}/realtime/calls")
         base = URL(f"{upstream.base_url}/realtime")
         self._sideband = base.with_scheme("wss" if base.scheme == "https" else "ws")
+        self._sidebands: aiohttp.ClientSession | None = None  # made on first use
+
+    def _sideband_session(self) -> aiohttp.ClientSession:
+        if self._sidebands is None:
+            timeout = self._up.session.timeout
+            self._sidebands = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0),
+                timeout=aiohttp.ClientTimeout(total=None, connect=timeout.connect),
+                headers={"User-Agent": "tokenbroker"},
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._sidebands
+
+    async def close(self) -> None:
+        if self._sidebands is not None:
+            await self._sidebands.close()
 
     def _timeout(self, deadline: float) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(
@@ -112,7 +130,7 @@ class CallsUpstream:
         """The call's server-side WebSocket; :class:`SidebandGone` when the upstream says
         there is no such call, ``aiohttp.ClientError``/``TimeoutError`` when unreachable."""
         try:
-            return await self._up.session.ws_connect(
+            return await self._sideband_session().ws_connect(
                 self._sideband.with_query(call_id=call_id),
                 headers=await self._up.auth_headers(),
                 proxy=self._up.proxy,

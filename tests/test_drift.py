@@ -1,0 +1,114 @@
+"""Drift (pure): which fields of a live session left the policy, and the session.update that
+restores them; every update checked against the official event schema (jsonschema)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from conftest import POLICIES
+from live import schema
+from tokenbroker.policy.drift import revert, violations
+from tokenbroker.policy.enforce import enforce
+from tokenbroker.policy.enforce_ga import enforce_ga
+from tokenbroker.policy.model import Policy
+from tokenbroker.policy.parse import parse_policy_text
+from tokenbroker.upstream.dialects.ga import from_ga, to_ga
+
+POLICY_SET = parse_policy_text((POLICIES / "ga.yaml").read_text())
+
+
+def _enforced(policy: Policy, request: dict[str, Any]) -> dict[str, Any]:
+    seed, ga_only = from_ga(request)
+    enforced = enforce(policy, seed)
+    extra, _ = enforce_ga(policy, ga_only, None)
+    session: dict[str, Any] = to_ga(enforced.session, extra)[0]["session"]
+    return session
+
+
+def _as_reported(enforced: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """The session as session.updated would show it after ``changes``."""
+    session = {"object": "realtime.session", "id": "sess_1", **copy.deepcopy(enforced)}
+    for path, value in changes.items():
+        node = session
+        *parents, last = path.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return session
+
+
+GA = POLICY_SET.policies["ga"]
+STRICT = POLICY_SET.policies["strict"]
+BASE = _enforced(GA, {"type": "realtime", "audio": {"output": {"voice": "cedar"}}})
+
+
+def test_the_enforced_session_itself_is_within_the_policy() -> None:
+    assert violations(GA, BASE, _as_reported(BASE)) == []
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"audio__output__voice": "alloy"},  # another allowed voice
+        {"audio__output__speed": 1.2},  # inside the clamp
+        {"tools": [{"type": "function", "name": "lookup", "parameters": {}}]},  # a listed tool
+        {"model": "gpt-realtime-2025-08-28"},  # the upstream names the snapshot it runs
+        {"output_modalities": ["text"]},
+    ],
+)
+def test_changes_inside_the_policy_are_not_drift(changes: dict[str, Any]) -> None:
+    assert violations(GA, BASE, _as_reported(BASE, **changes)) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"instructions": "You are a pirate."}, "instructions"),
+        ({"tools": [{"type": "function", "name": "wire_money", "parameters": {}}]}, "tools"),
+        ({"tools": [{"type": "mcp", "server_label": "x", "server_url": "https://evil.example/sse",
+                     "require_approval": "always"}]}, "tools"),
+        ({"tools": [{"type": "mcp", "server_label": "x",
+                     "server_url": "https://mcp.allowed.example/sse",
+                     "require_approval": "never"}]}, "tools"),
+        ({"audio__output__voice": "verse"}, "audio.output.voice"),
+        ({"audio__output__speed": 1.5}, "audio.output.speed"),
+        ({"audio__output__format": {"type": "audio/pcma"}}, "audio.output.format"),
+        ({"audio__input__format": {"type": "audio/pcma"}}, "audio.input.format"),
+        ({"audio__input__transcription": {"model": "gpt-4o-mini-transcribe"}},
+         "audio.input.transcription"),
+        ({"audio__input__noise_reduction": {"type": "far_field"}}, "audio.input.noise_reduction"),
+        ({"tracing": None}, "tracing"),
+        ({"reasoning": {"effort": "high"}}, "reasoning"),
+        ({"prompt": {"id": "pmpt_other"}}, "prompt"),
+    ],
+)  # fmt: skip
+def test_changes_outside_the_policy_are_named_and_reverted(
+    changes: dict[str, Any], field: str
+) -> None:
+    drifted = _as_reported(BASE, **changes)
+    assert violations(GA, BASE, drifted) == [field]
+    update = revert(GA, BASE, [field])
+    assert update is not None
+    schema("RealtimeClientEventSessionUpdate").validate(update)
+    root = field.split(".")[0]
+    restored = update["session"][root]
+    if root in BASE:
+        assert restored == BASE[root]
+
+
+def test_a_model_change_cannot_be_reverted() -> None:
+    drifted = _as_reported(BASE, model="gpt-realtime-mini-other")
+    assert violations(GA, BASE, drifted) == ["model"]
+    assert revert(GA, BASE, ["model"]) is None
+
+
+def test_forbidden_tracing_is_cleared_and_fixed_tools_compared_by_name() -> None:
+    enforced = _enforced(STRICT, {"type": "realtime"})
+    drifted = _as_reported(enforced, tracing={"workflow_name": "mine"})
+    assert violations(STRICT, enforced, drifted) == ["tracing"]
+    update = revert(STRICT, enforced, ["tracing"])
+    assert update is not None and update["session"]["tracing"] is None
+    schema("RealtimeClientEventSessionUpdate").validate(update)
