@@ -60,8 +60,9 @@ def call_id(reply: httpx.Response) -> str:
 class Fake:
     """The fake upstream's calls, seen and driven from the test."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, server: TokenbrokerServer | None = None) -> None:
         self.url = url
+        self.server = server  # its output holds the fake's access log
 
     def call(self, cid: str) -> dict[str, Any]:
         reply = httpx.get(f"{self.url}/_fake/calls/{cid}")

@@ -69,8 +69,10 @@ class CallWatch:
         while True:
             try:
                 ws = await self._live.upstream.sideband(self.record.call_id)
-            except SidebandGone:
-                return await self._recorded_reason("upstream")
+            except SidebandGone:  # ended already, or refused to this key: no call unwatched
+                reason = await self._recorded_reason("upstream")
+                await self._live.upstream.hangup(self.record.call_id)
+                return reason
             except (aiohttp.ClientError, TimeoutError, OSError):
                 broken_since = broken_since or time.monotonic()
                 if time.monotonic() - broken_since > RECONNECT_FOR:
