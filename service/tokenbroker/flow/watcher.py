@@ -65,14 +65,14 @@ class CallWatch:
 
     async def _watch(self) -> str:
         broken_since: float | None = None
-        backoff = 0.1
+        backoff, attached = 0.1, False
         while True:
             try:
                 ws = await self._live.upstream.sideband(self.record.call_id)
             except SidebandGone:  # ended already, or refused to this key: no call unwatched
-                reason = await self._recorded_reason("upstream")
+                why = await self._recorded_reason("upstream")
                 await self._live.upstream.hangup(self.record.call_id)
-                return reason
+                return why
             except (aiohttp.ClientError, TimeoutError, OSError):
                 broken_since = broken_since or time.monotonic()
                 if time.monotonic() - broken_since > RECONNECT_FOR:
@@ -80,9 +80,9 @@ class CallWatch:
                 await asyncio.sleep(backoff)  # backoff between attempts, not a sync wait
                 backoff = min(backoff * 2, 2.0)
                 continue
-            if broken_since is not None or backoff > 0.1:
+            if attached:
                 self._live.metrics.sideband_reconnects.inc()
-            broken_since, backoff = None, 0.1
+            broken_since, backoff, attached = None, 0.1, True
             async with ws:
                 reason = await self._session(ws)
             if reason is not None:
