@@ -266,7 +266,6 @@ def test_hostile_token_is_refused(
 @pytest.mark.parametrize(
     "headers",
     [
-        [("Authorization", "Basic dXNlcjpwYXNz")],
         [("Authorization", "Bearer a b")],
         [("Authorization", "Bearer")],
         [("Authorization", f"Bearer {make_token('u')}"), ("Authorization", "Bearer x")],
@@ -280,6 +279,20 @@ def test_malformed_or_repeated_authorization_is_400(
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_request"
     assert 'error="invalid_request"' in response.headers["www-authenticate"]
+    assert upstream.received() == []
+
+
+@pytest.mark.parametrize("value", ["Basic dXNlcjpwYXNz", "Digest username=x", "Token abc"])
+def test_another_scheme_is_401_with_a_bearer_challenge(
+    broker: TokenbrokerServer, upstream: FakeUpstream, value: str
+) -> None:
+    """RFC 6750 §3.1: a request with an unsupported scheme has no credentials for this
+    resource: 401 and a Bearer challenge without an error code."""
+    response = httpx.post(broker.url + "/v1/realtime/sessions", json={},
+                          headers={"Authorization": value})  # fmt: skip
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "missing_token"
+    assert response.headers["www-authenticate"] == 'Bearer realm="tokenbroker"'
     assert upstream.received() == []
 
 

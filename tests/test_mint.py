@@ -250,6 +250,16 @@ class TestRequestErrors:
         )
         assert_error(response, 415, "unsupported_media_type")
 
+    @pytest.mark.parametrize("media", ["text/plain", "application/x-www-form-urlencoded"])
+    def test_an_empty_body_means_defaults_whatever_its_type(
+        self, broker: TokenbrokerServer, upstream: FakeUpstream, media: str
+    ) -> None:
+        """An empty body is "all policy defaults"; only a non-empty body must be JSON."""
+        response = mint(broker, token=make_token(new_user()), content=b"",
+                        headers={"Content-Type": media})  # fmt: skip
+        assert response.status_code == 200, response.text
+        assert response.json()["model"]
+
     def test_unknown_path_and_method(self, broker: TokenbrokerServer) -> None:
         """404 and 405 use the same JSON envelope."""
         assert_error(httpx.get(broker.url + "/nope"), 404, "not_found")
@@ -288,8 +298,8 @@ class TestAuthentication:
         assert upstream.received() == []
 
     def test_malformed_authorization_header(self, broker: TokenbrokerServer) -> None:
-        """An Authorization header that is not 'Bearer <token>' is a 400 invalid_request."""
-        response = mint(broker, {}, headers={"Authorization": "Basic dXNlcjpwYXNz"})
+        """A Bearer header whose token is not one token is a 400 invalid_request."""
+        response = mint(broker, {}, headers={"Authorization": "Bearer two tokens"})
         assert_error(response, 400, "invalid_request")
 
 

@@ -98,7 +98,9 @@ def bearer_token(values: Sequence[str]) -> str:
         raise _malformed_authorization()
     scheme, _, token = values[0].strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or any(c in token for c in " ,\t"):
+    if scheme.lower() != "bearer":  # another scheme (Basic, …): no credentials for us (§3.1)
+        raise AuthenticationFailed("missing_token", f"unsupported scheme {scheme[:20]!r}")
+    if not token or any(c in token for c in " ,\t"):
         raise _malformed_authorization()
     return token
 

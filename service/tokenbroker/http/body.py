@@ -49,9 +49,12 @@ async def read_body(headers: RawHeaders, receive: Receive, limit: int) -> bytes:
 
 
 async def read_json_bytes(headers: RawHeaders, receive: Receive, limit: int) -> bytes:
-    """A JSON body's bytes (empty allowed), with 415 and 413 decided before any parsing."""
+    """A JSON body's bytes, with 415 and 413 decided before any parsing. An empty body
+    means "policy defaults" whatever its Content-Type says; a non-empty one must be
+    ``application/json`` (refused as soon as its length shows it is not empty)."""
     media = media_type(headers)
-    if media not in ("", "application/json"):
+    length = header(headers, b"content-length")
+    if media not in ("", "application/json") and length not in (None, "0"):
         raise UnsupportedMediaType(
             "unsupported_media_type", "The request body must be application/json."
         )
