@@ -333,6 +333,26 @@ def test_an_event_delivered_twice_is_counted_once(broker: TokenbrokerServer, fak
     assert fake.call(cid)["live"]
 
 
+def test_budgets_of_one_window_count_a_response_once(
+    broker: TokenbrokerServer, fake: Fake
+) -> None:
+    """A tokens and a cost budget over the same day share the day's counts."""
+    sub = user()
+    httpx.put(f"{broker.url}/admin/users/{sub}", json={"policy": "both"}, headers=ADMIN)
+    cid = call_id(create_call(broker, sub, tier="both"))
+    fake.watched(cid)
+    fake.response_done(cid, "event_1", text_in=100, audio_out=200)  # $0.0128
+
+    def budgets() -> list[dict[str, Any]]:
+        shown = httpx.get(f"{broker.url}/admin/users/{sub}", headers=ADMIN).json()
+        return shown["budgets"]  # type: ignore[no-any-return]
+
+    wait_until(lambda: budgets()[0]["tokens_left"] < 1000)
+    tokens, cost = budgets()
+    assert tokens["tokens_left"] == 700
+    assert cost["usd_left"] == pytest.approx(1.0 - (100 * 4 + 200 * 64) / 1e6)
+
+
 def test_a_cost_budget_is_priced_from_the_table(broker: TokenbrokerServer, fake: Fake) -> None:
     """$0.01 a day; audio output at $64 per million: 150 tokens cost $0.0096, 10 more
     $0.01024 (text input 1000 cached of 1000 at $0.40: $0.0004 more)."""

@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from tokenbroker.fake_upstream.peer import FakePeer, can_answer
 from tokenbroker.fake_upstream.validate import (
     CALL_CREATE,
     SESSION_UPDATE,
@@ -65,11 +66,14 @@ class FakeCall:
     connects: int = 0
     sockets: set[WebSocket] = field(default_factory=set)
     from_sideband: list[dict[str, Any]] = field(default_factory=list)
+    from_browser: list[dict[str, Any]] = field(default_factory=list)  # its data channel
+    peer: FakePeer | None = None  # a real WebRTC peer, for a real browser's offer
 
     def state(self) -> dict[str, Any]:
         return {"call_id": self.call_id, "live": self.live, "ended_by": self.ended_by,
                 "hangups": self.hangups, "connects": self.connects, "sidebands": len(self.sockets),
-                "session": self.session, "from_sideband": self.from_sideband}  # fmt: skip
+                "session": self.session, "from_sideband": self.from_sideband,
+                "from_browser": self.from_browser, "webrtc": self.peer is not None}  # fmt: skip
 
 
 def _response_session(request: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +104,16 @@ def _apply(session: dict[str, Any], update: dict[str, Any]) -> None:
                 session.setdefault("audio", {}).setdefault(side, {}).update(values or {})
         else:
             session[key] = update[key]
+
+
+def _response_done(text_in: int, audio_out: int) -> dict[str, Any]:
+    usage = {"total_tokens": text_in + audio_out, "input_tokens": text_in,
+             "output_tokens": audio_out,
+             "input_token_details": {"text_tokens": text_in, "audio_tokens": 0},
+             "output_token_details": {"text_tokens": 0, "audio_tokens": audio_out}}  # fmt: skip
+    return {"event_id": _event_id(), "type": "response.done",
+            "response": {"object": "realtime.response", "id": f"resp_{secrets.token_hex(6)}",
+                         "status": "completed", "output": [], "usage": usage}}  # fmt: skip
 
 
 def _answer(call_id: str) -> str:
@@ -165,8 +179,18 @@ class FakeCalls:
             return self._error(400, "invalid_request_error", "invalid_offer",  # type: ignore[no-any-return]
                                "The SDP offer is not valid.", "sdp")  # fmt: skip
         call_id = f"rtc_{secrets.token_hex(12)}"
-        self.calls[call_id] = FakeCall(call_id, _response_session(body.get("session") or {}))
-        return Response(_answer(call_id), 201, media_type="application/sdp",
+        call = FakeCall(call_id, _response_session(body.get("session") or {}))
+        answer = _answer(call_id)
+        if can_answer(body["sdp"]):
+            call.peer = FakePeer(
+                lambda event: self._from_browser(call, event),
+                lambda: self._to_browser(call, {"event_id": _event_id(),
+                                                "type": "session.created",
+                                                "session": call.session}),
+            )  # fmt: skip
+            answer = await call.peer.answer(body["sdp"])
+        self.calls[call_id] = call
+        return Response(answer, 201, media_type="application/sdp",
                         headers={"Location": f"/v1/realtime/calls/{call_id}"})  # fmt: skip
 
     async def hangup(self, request: Request) -> Response:
@@ -186,8 +210,24 @@ class FakeCalls:
         for socket in list(call.sockets):
             with contextlib.suppress(Exception):
                 await socket.close(1000)
+        if call.peer is not None:
+            await call.peer.close()
+
+    async def _to_browser(self, call: FakeCall, event: dict[str, Any]) -> None:
+        if call.peer is not None:
+            call.peer.send(event)
+
+    async def _from_browser(self, call: FakeCall, event: dict[str, Any]) -> None:
+        """An event the browser sent on its data channel."""
+        call.from_browser.append(event)
+        if event.get("type") == "session.update":
+            await self._update(call, event, None)
+        elif event.get("type") == "response.create":  # a short spoken answer, with usage
+            await self._broadcast(call, _response_done(50, 150))
 
     async def _broadcast(self, call: FakeCall, event: dict[str, Any]) -> int:
+        """A server event to the sidebands and the browser; how many sidebands got it."""
+        await self._to_browser(call, event)
         sent = 0
         for socket in list(call.sockets):
             with contextlib.suppress(Exception):
@@ -205,6 +245,8 @@ class FakeCalls:
             reply = _error_event(exc.code, exc.message, exc.param)
             if socket is not None:
                 await socket.send_text(json.dumps(reply))
+            else:
+                await self._to_browser(call, reply)
             return
         _apply(call.session, event["session"])
         await self._broadcast(call, {"event_id": _event_id(), "type": "session.updated",
@@ -249,12 +291,7 @@ class FakeCalls:
         started, sent = time.perf_counter(), 0
         for i in range(events if targets else 0):
             call = targets[i % len(targets)]
-            usage = {"total_tokens": tokens, "input_tokens": tokens, "output_tokens": 0,
-                     "input_token_details": {"text_tokens": tokens, "audio_tokens": 0}}  # fmt: skip
-            event = {"event_id": _event_id(), "type": "response.done",
-                     "response": {"object": "realtime.response", "id": f"resp_{i}",
-                                  "status": "completed", "output": [], "usage": usage}}  # fmt: skip
-            sent += await self._broadcast(call, event)
+            sent += await self._broadcast(call, _response_done(tokens, 0))
         return JSONResponse({"sent": sent, "seconds": time.perf_counter() - started})
 
     async def show(self, request: Request) -> Response:

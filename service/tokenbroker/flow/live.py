@@ -22,8 +22,8 @@ from tokenbroker.flow.watcher import CallWatch
 from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.metrics import Metrics
 from tokenbroker.infra.redis import STORE_ERRORS
-from tokenbroker.limits.ledger import Ledger
-from tokenbroker.live.registry import CallRecord, Registry
+from tokenbroker.limits.ledger import UsageLedger
+from tokenbroker.live.registry import CallRecord, CallRegistry
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.model import Policy
 from tokenbroker.upstream.calls import CallsUpstream
@@ -32,7 +32,7 @@ log = logging.getLogger("tokenbroker.calls")
 
 
 async def end_call(
-    registry: Registry, upstream: CallsUpstream, record: CallRecord, reason: str
+    registry: CallRegistry, upstream: CallsUpstream, record: CallRecord, reason: str
 ) -> bool:
     """Ask the upstream to end a call, recording why first; False if it did not take it."""
     if not await registry.mark(record.call_id, reason):
@@ -44,8 +44,8 @@ class LiveCalls:
     def __init__(
         self,
         replica: str,
-        registry: Registry,
-        ledger: Ledger,
+        registry: CallRegistry,
+        ledger: UsageLedger,
         upstream: CallsUpstream,
         policies: PolicyCache,
         settings: CallsSettings,

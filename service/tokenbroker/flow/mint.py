@@ -21,7 +21,7 @@ from tokenbroker.infra.redis import STORE_ERRORS
 from tokenbroker.infra.strict_json import parse_body
 from tokenbroker.limits.gcra import Limiter
 from tokenbroker.limits.headers import rate_limit_headers
-from tokenbroker.limits.ledger import Ledger, retry_after
+from tokenbroker.limits.ledger import UsageLedger, retry_after
 from tokenbroker.limits.rules import LimitRule
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.enforce import enforce
@@ -49,7 +49,7 @@ class Broker:
     limiter: Limiter
     upstream: Upstream
     metrics: Metrics
-    ledger: Ledger | None = None  # usage budgets (live calls); None: budgets not kept
+    ledger: UsageLedger | None = None  # usage budgets (live calls); None: budgets not kept
 
     async def mint(
         self, authorization: Sequence[str], body: bytes, log: RequestContext

@@ -16,8 +16,8 @@ from typing import Any
 from tokenbroker.errors import InvalidRequest, NotFound
 from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.limits.gcra import LimitState
-from tokenbroker.limits.ledger import Ledger
-from tokenbroker.live.registry import CallRecord, Registry
+from tokenbroker.limits.ledger import UsageLedger
+from tokenbroker.live.registry import CallRecord, CallRegistry
 from tokenbroker.policy.model import PolicyError, PolicySet
 from tokenbroker.policy.parse import parse_policy_text
 from tokenbroker.policy.store import PolicyStore, PolicyVersion
@@ -49,8 +49,8 @@ class Operations:
         audit: AuditTrail,
         vocabulary: Vocabulary = GA,
         *,
-        registry: Registry | None = None,
-        ledger: Ledger | None = None,
+        registry: CallRegistry | None = None,
+        ledger: UsageLedger | None = None,
         end_call: Callable[[CallRecord, str], Awaitable[bool]] | None = None,
     ) -> None:
         """``vocabulary``: the model and voice names of the broker's upstream dialect;

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 from tokenbroker.limits.gcra import user_key
 from tokenbroker.limits.rules import Budget
@@ -56,6 +56,15 @@ def retry_after(spent: Sequence[Spent], now: float) -> int | None:
     return max(1, math.ceil(max(ends) - now)) if ends else None
 
 
+class UsageLedger(Protocol):
+    async def add(
+        self, user_id: str, call_id: str, event_id: str, tokens: int, cost_micros: int,
+        budgets: Sequence[Budget],
+    ) -> list[Spent] | None: ...  # fmt: skip
+    async def spent(self, user_id: str, budgets: Sequence[Budget]) -> list[Spent]: ...
+    def now(self) -> float: ...
+
+
 class Ledger:
     def __init__(self, client: Any, prefix: str, clock: Callable[[], float] = time.time) -> None:
         self._client = client
@@ -84,19 +93,19 @@ class Ledger:
     ) -> list[Spent] | None:
         """Count one event's usage; the windows' totals after it, or None if already counted."""
         windows = self._windows(user_id, budgets)
+        unique = dict(windows)  # budgets with the same window share its counts: add once
         seen = f"{user_key(self._prefix, user_id)}:seen:{call_id}"
         now = self._clock()
-        ttls = [max(1, math.ceil(end - now)) + 60 for _, end in windows]
+        ttls = [max(1, math.ceil(end - now)) + 60 for end in unique.values()]
         reply = await self._script(
-            keys=[seen, *(key for key, _ in windows)],
-            args=[event_id, tokens, cost_micros, SEEN_TTL, *ttls],
+            keys=[seen, *unique], args=[event_id, tokens, cost_micros, SEEN_TTL, *ttls]
         )
         if not reply or int(reply[0]) == 0:
             return None
-        return [
-            Spent(budget, int(reply[1 + 2 * i]), int(reply[2 + 2 * i]), end)
-            for i, (budget, (_, end)) in enumerate(zip(budgets, windows, strict=True))
-        ]
+        totals = {key: (int(reply[1 + 2 * i]), int(reply[2 + 2 * i]))
+                  for i, key in enumerate(unique)}  # fmt: skip
+        return [Spent(budget, *totals[key], end)
+                for budget, (key, end) in zip(budgets, windows, strict=True)]  # fmt: skip
 
     async def spent(self, user_id: str, budgets: Sequence[Budget]) -> list[Spent]:
         """What the user has spent of each budget in its current window."""
@@ -111,6 +120,44 @@ class Ledger:
             Spent(budget, int(reply[0] or 0), int(reply[1] or 0), end)
             for budget, (_, end), reply in zip(budgets, windows, replies, strict=True)
         ]
+
+    def now(self) -> float:
+        return self._clock()
+
+
+class MemoryLedger:
+    """The same budgets in this process only (``tokenbroker dev``)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._windows: dict[tuple[str, float, int], list[int]] = {}
+        self._seen: set[tuple[str, str]] = set()
+
+    def _window(self, user_id: str, budget: Budget) -> tuple[tuple[str, float, int], float]:
+        index = math.floor(self._clock() / budget.per)
+        return (user_id, budget.per, index), (index + 1) * budget.per
+
+    async def add(
+        self, user_id: str, call_id: str, event_id: str, tokens: int, cost_micros: int,
+        budgets: Sequence[Budget],
+    ) -> list[Spent] | None:  # fmt: skip
+        if (call_id, event_id) in self._seen:
+            return None
+        self._seen.add((call_id, event_id))
+        keys = {self._window(user_id, b)[0] for b in budgets}  # one count per window
+        for key in keys:
+            totals = self._windows.setdefault(key, [0, 0])
+            totals[0] += tokens
+            totals[1] += cost_micros
+        return await self.spent(user_id, budgets)
+
+    async def spent(self, user_id: str, budgets: Sequence[Budget]) -> list[Spent]:
+        out = []
+        for budget in budgets:
+            key, end = self._window(user_id, budget)
+            tokens, cost = self._windows.get(key, [0, 0])
+            out.append(Spent(budget, tokens, cost, end))
+        return out
 
     def now(self) -> float:
         return self._clock()
