@@ -51,7 +51,7 @@ def test_demo_page(dev: tuple[TokenbrokerServer, dict[str, str]]) -> None:
     assert page.status_code == 200
     assert "text/html" in page.headers["content-type"]
     assert 'id="mint"' in page.text
-    token = re.search(r'const TOKEN = "([^"]+)"', page.text)
+    token = re.search(r'<input id="token" value="([^"]+)">', page.text)
     assert token
     reply = httpx.post(
         server.url + "/v1/realtime/sessions",

@@ -1,4 +1,8 @@
-"""The ``tokenbroker`` command: parses flags and hands settings to the thing that runs."""
+"""tokenbroker: OpenAI Realtime for browser apps without the organisation's API key.
+
+Per-user policies, rate limits and budgets, client secrets or live calls watched from
+the server side. `tokenbroker dev` runs it on the embedded default (no Redis, no key, no
+network); `tokenbroker serve` is production. Each command has its own --help."""
 
 from __future__ import annotations
 
@@ -13,7 +17,13 @@ from typing import Any
 
 from tokenbroker.admin_cli import cmd_operate, cmd_policy, settings_from_args
 from tokenbroker.config.load import DEFAULT_CONFIG, environment
-from tokenbroker.config.settings import AuthSettings, PoliciesSettings, ProviderSettings, Settings
+from tokenbroker.config.settings import (
+    AuthSettings,
+    CorsSettings,
+    PoliciesSettings,
+    ProviderSettings,
+    Settings,
+)
 from tokenbroker.http.protocol import ProtocolLimits
 from tokenbroker.server import run
 
@@ -42,19 +52,33 @@ def cmd_serve(args: argparse.Namespace) -> None:
     )
 
 
-def dev_settings(policies: Path, secret: str) -> Settings:
-    provider = ProviderSettings(
-        name="dev",
-        issuer="tokenbroker-dev",
-        audiences=("tokenbroker",),
-        algorithms=("HS256",),
-        hs256_secret=secret,
-    )
+def dev_settings(policies: Path, secret: str, origins: Sequence[str] = ()) -> Settings:
+    # validated as data: its after-validator returns a copy, which __init__ warns about
+    provider = ProviderSettings.model_validate(
+        {"name": "dev", "issuer": "tokenbroker-dev", "audiences": ("tokenbroker",),
+         "algorithms": ("HS256",), "hs256_secret": secret}
+    )  # fmt: skip
     return Settings(
         auth=AuthSettings(providers=(provider,)),
         policies=PoliciesSettings(file=policies),
         fail_mode="local",
+        cors=CorsSettings(allowed_origins=tuple(origins), allow_loopback=True),
     )
+
+
+def _describe(policies: Path) -> str:
+    """What the dev policy allows, in a sentence a person reads at start."""
+    from tokenbroker.policy.parse import parse_policy_text
+
+    document = parse_policy_text(policies.read_text())
+    policy = document.policies[document.default_policy]
+    limits = ", ".join(f"{r.limit} per {r.per_text}" for r in policy.limits) or "no limit"
+    calls = policy.calls
+    live = f", {calls.max_live_calls} live per user" if calls.max_live_calls else ""
+    parts = [f"requests (mints and calls): {limits} per user",
+             f"calls up to {calls.max_duration / 60:g} min{live}"]  # fmt: skip
+    parts += [f"budget {b.name}" for b in policy.budgets]
+    return f"policy {policy.name!r} ({policies}): " + "; ".join(parts)
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
@@ -63,11 +87,14 @@ def cmd_dev(args: argparse.Namespace) -> None:
     from tokenbroker.http.app import create_app
     from tokenbroker.infra.logs import configure_logging
 
-    policies = Path(args.policies)
+    if args.policies is None:
+        policies = Path(str(resources.files("tokenbroker.dev").joinpath("policies.yaml")))
+    else:
+        policies = Path(args.policies)
     if not policies.is_file():
         sys.exit(f"tokenbroker dev: no policy file at {policies} (pass --policies FILE)")
     secret = dev_signing_key(environment())
-    settings = dev_settings(policies, secret)
+    settings = dev_settings(policies, secret, args.cors_origin)
 
     def token() -> str:
         return sign_token(
@@ -82,9 +109,12 @@ def cmd_dev(args: argparse.Namespace) -> None:
     configure_logging("info", "json")
     url = f"http://{args.host}:{args.port}"
     body = json.dumps({"voice": "ash"})
+    origins = ", ".join(["localhost and 127.0.0.1 (any port)", *args.cors_origin])
     print(
         f"tokenbroker dev: in-process store, fake upstream, dev signing key.\n"
-        f"Demo page: {url}/\n"
+        f"Dev {_describe(policies)}\n"
+        f"Browsers may call it from: {origins}\n"
+        f"Demo page: {url}/   Browser client: {url}/v1/client.js\n"
         f"Try it (token for user {args.sub!r}, valid 12 h):\n\n"
         f"curl -sS -X POST {url}/v1/realtime/sessions \\\n"
         f"  -H 'Authorization: Bearer {token()}' \\\n"
@@ -152,10 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     dev = sub.add_parser("dev", help="run on the embedded default: no Redis, key or network")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8080)
-    dev.add_argument("--policies", default="config/policies.yaml")
+    dev.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    dev.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
+    dev.add_argument("--policies", help="policy file (default: the packaged dev policy)")
     dev.add_argument("--sub", default="dev-user", help="user id of the printed token")
+    dev.add_argument(
+        "--cors-origin", action="append", default=[], metavar="ORIGIN",
+        help="an origin whose pages may call the broker, e.g. http://app.test:5173 "
+        "(repeatable; localhost and 127.0.0.1 origins are allowed anyway)",
+    )  # fmt: skip
     dev.set_defaults(func=cmd_dev)
 
     token = with_config(sub.add_parser("token", help="print a dev JWT"))

@@ -139,6 +139,12 @@ class CorsSettings(Section):
         (), strict=False, description="exact origins allowed to call from a browser (no `*`)"
     )
 
+    allow_loopback: bool = Field(
+        False,
+        description="also any `http(s)://localhost`, `127.0.0.1` or `[::1]` origin, any port "
+        "(`tokenbroker dev` sets it)",
+    )
+
     @field_validator("allowed_origins")
     @classmethod
     def _exact(cls, value: tuple[str, ...]) -> tuple[str, ...]:

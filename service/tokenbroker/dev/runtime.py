@@ -1,5 +1,6 @@
-"""``tokenbroker dev``: the broker on an in-process store, limiter and audit, and the fake
-upstream served on a loopback port by a thread of this process (no Redis, key or network)."""
+"""``tokenbroker dev``: the broker on an in-process store, limiter, audit, call registry and
+usage ledger, and the fake upstream (a real WebRTC peer when aiortc is installed) served
+on a loopback port by a thread of this process (no Redis, key or network)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,21 @@ from collections.abc import AsyncIterator
 from tokenbroker.auth.jwks import make_jwks_client
 from tokenbroker.config.settings import Settings
 from tokenbroker.fake_upstream.app import FakeControls, create_fake_upstream
+from tokenbroker.flow.calls import CallFlow
+from tokenbroker.flow.live import LiveCalls
 from tokenbroker.flow.operations import Operations
 from tokenbroker.flow.runtime import Runtime
 from tokenbroker.infra.audit import MemoryAudit
 from tokenbroker.infra.metrics import Metrics
+from tokenbroker.limits.ledger import MemoryLedger
 from tokenbroker.limits.memory import MemoryLimiter
+from tokenbroker.live.memory import MemoryRegistry
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.store import MemoryPolicyStore
 from tokenbroker.policy.vocabulary import VOCABULARIES
 from tokenbroker.server import serve_in_thread
-from tokenbroker.wiring import build_broker, initial_policies, open_upstream
+from tokenbroker.upstream.calls import CallsUpstream
+from tokenbroker.wiring import build_broker, initial_policies, open_upstream, replica_name
 
 DEV_API_KEY = "sk-dev-fake-upstream"  # the fake upstream's key, not a secret
 
@@ -38,9 +44,17 @@ async def memory_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[
         make_jwks_client() as jwks_http,
     ):
         broker = build_broker(settings, metrics, jwks_http, cache, limiter, upstream)
-        runtime = Runtime(broker, settings, Operations(store, limiter, audit, vocabulary), audit)
-        runtime.start(cache.listen())
+        broker.ledger = MemoryLedger()
+        calls = CallsUpstream(upstream)
+        live = LiveCalls(replica_name(), MemoryRegistry(), broker.ledger, calls, cache,
+                         settings.calls, metrics, audit)  # fmt: skip
+        operations = Operations(store, limiter, audit, vocabulary, registry=live.registry,
+                                ledger=broker.ledger, end_call=live.end)  # fmt: skip
+        runtime = Runtime(broker, settings, operations, audit, calls=CallFlow(broker, live),
+                          live=live)  # fmt: skip
+        runtime.start(cache.listen(), live.run())
         try:
             yield runtime
         finally:
             await runtime.stop()
+            await calls.close()

@@ -132,10 +132,10 @@ class CallFlow:
             raise Unavailable("store_unavailable", "The call registry is unavailable; retry.",
                               headers={"Retry-After": "1"}) from None  # fmt: skip
 
-    async def hang_up(
+    async def _own(
         self, authorization: Sequence[str], call_id: str, log: RequestContext
-    ) -> dict[str, Any]:
-        """The owner ends the call; another user (or no such call) gets 404."""
+    ) -> CallRecord:
+        """The user's live call ``call_id``; 404 for another user's or none."""
         user_id, _ = await self._broker.identify(authorization, log)
         record = None
         if CALL_ID.match(call_id):
@@ -147,6 +147,26 @@ class CallFlow:
         if record is None or record.user_id != user_id:
             raise NotFound("call_not_found", "No such live call.", param="call_id")
         log.policy, log.detail = record.policy, f"call={call_id}"
+        return record
+
+    async def info(
+        self, authorization: Sequence[str], call_id: str, log: RequestContext
+    ) -> dict[str, Any]:
+        """The owner's view of a live call: its policy, start and end, budgets left."""
+        record = await self._own(authorization, call_id, log)
+        policy = self._live.policy_for(record)
+        spent = await self._live.ledger.spent(record.user_id, policy.budgets)
+        return {"id": call_id, "object": "realtime.call",
+                "status": "ending" if record.end_reason else "live", "policy": record.policy,
+                "started_at": int(record.started), "ends_at": int(record.deadline),
+                "idle_timeout": policy.calls.idle_timeout,
+                "budgets": [s.left for s in spent]}  # fmt: skip
+
+    async def hang_up(
+        self, authorization: Sequence[str], call_id: str, log: RequestContext
+    ) -> dict[str, Any]:
+        """The owner ends the call; another user (or no such call) gets 404."""
+        record = await self._own(authorization, call_id, log)
         if not await self._live.end(record, "client"):
             raise Unavailable("upstream_error", "The upstream did not take the hang-up; retry.",
                               headers={"Retry-After": "1"})  # fmt: skip

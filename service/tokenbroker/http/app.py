@@ -36,6 +36,7 @@ from tokenbroker.infra.metrics import Metrics
 
 MintFlow = Callable[[Sequence[str], bytes, RequestContext], Awaitable[MintReply]]
 RuntimeFactory = Callable[[Settings, Metrics], AbstractAsyncContextManager[Runtime]]
+LOOPBACK_ORIGIN = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 EXPOSED_HEADERS = [
     "X-Request-ID",
     "RateLimit",
@@ -189,7 +190,8 @@ def create_app(
         Middleware(
             JsonCORSMiddleware,
             allow_origins=list(settings.cors.allowed_origins),
-            allow_methods=["POST", "DELETE"],
+            allow_origin_regex=LOOPBACK_ORIGIN if settings.cors.allow_loopback else None,
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=EXPOSED_HEADERS,
             allow_credentials=False,

@@ -5,6 +5,7 @@ session as ``multipart/form-data``, like OpenAI's), and the owner's hang-up,
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from importlib import resources
 from typing import Any
 
 from python_multipart.multipart import parse_options_header
@@ -23,6 +24,7 @@ from tokenbroker.http.body import RawHeaders, media_type, read_body
 from tokenbroker.infra import strict_json
 
 PARTS = ("sdp", "session")
+CLIENT_JS = resources.files(__package__).joinpath("client.js").read_text()  # the browser client
 
 
 def _flow(runtime: Runtime) -> CallFlow:
@@ -108,6 +110,19 @@ class CreateCallRoute:
         await response(scope, receive, send)
 
 
+async def show(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    context: RequestContext = request.scope["state"]["context"]
+    authorization = request.headers.getlist("authorization")
+    return JSONResponse(
+        await _flow(runtime).info(authorization, request.path_params["call_id"], context)
+    )
+
+
+async def client_js(request: Request) -> Response:
+    return Response(CLIENT_JS, media_type="text/javascript")
+
+
 async def hang_up(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     context: RequestContext = request.scope["state"]["context"]
@@ -118,7 +133,9 @@ async def hang_up(request: Request) -> Response:
 
 def call_routes() -> list[Route]:
     return [
+        Route("/v1/client.js", client_js, methods=["GET"]),
         Route("/v1/realtime/calls", CreateCallRoute(), methods=["POST"]),
+        Route("/v1/realtime/calls/{call_id}", show, methods=["GET"]),
         Route("/v1/realtime/calls/{call_id}", hang_up, methods=["DELETE"]),
         Route("/v1/realtime/calls/{call_id}/hangup", hang_up, methods=["POST"]),
     ]
