@@ -137,3 +137,11 @@ def start_broker(
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the item (browser tests screenshot failed pages)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report

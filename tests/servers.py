@@ -58,7 +58,9 @@ def free_cluster_port() -> int:
 class Process:
     """A child process whose combined output is kept and can be waited on line by line."""
 
-    def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.argv = list(argv)
         self.proc = subprocess.Popen(
             self.argv,
@@ -67,6 +69,7 @@ class Process:
             env={**os.environ, **(env or {})},
             text=True,
             start_new_session=True,
+            cwd=cwd,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -262,8 +265,10 @@ def make_tls_files(directory: Path) -> dict[str, Path]:
 class TokenbrokerServer:
     """``python -m tokenbroker <command>`` on a free loopback port."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
-        self.process = Process([sys.executable, "-m", "tokenbroker", *args], env)
+    def __init__(
+        self, args: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
+        self.process = Process([sys.executable, "-m", "tokenbroker", *args], env, cwd)
         try:
             match = self.process.wait_for(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
         except AssertionError:

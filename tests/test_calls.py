@@ -333,9 +333,7 @@ def test_an_event_delivered_twice_is_counted_once(broker: TokenbrokerServer, fak
     assert fake.call(cid)["live"]
 
 
-def test_budgets_of_one_window_count_a_response_once(
-    broker: TokenbrokerServer, fake: Fake
-) -> None:
+def test_budgets_of_one_window_count_a_response_once(broker: TokenbrokerServer, fake: Fake) -> None:
     """A tokens and a cost budget over the same day share the day's counts."""
     sub = user()
     httpx.put(f"{broker.url}/admin/users/{sub}", json={"policy": "both"}, headers=ADMIN)
