@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import http.server
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import ClassVar
 
 CHROMIUM_ARGS = [
     "--use-fake-ui-for-media-stream",  # getUserMedia granted without a prompt
@@ -39,13 +41,15 @@ APP_PAGE = """<!doctype html>
 @contextmanager
 def app_origin(client_js: str, host: str = "127.0.0.1") -> Iterator[str]:
     """A static app (its page and a copy of the broker's client.js) on its own origin."""
-    root = Path(__import__("tempfile").mkdtemp(prefix="tb-app-"))
+    root = Path(tempfile.mkdtemp(prefix="tb-app-"))
     (root / "index.html").write_text(APP_PAGE)
     (root / "client.js").write_text(client_js)
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
-        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
-                          ".js": "text/javascript"}  # fmt: skip
+        extensions_map: ClassVar[dict[str, str]] = {
+            **http.server.SimpleHTTPRequestHandler.extensions_map,
+            ".js": "text/javascript",
+        }
 
         def log_message(self, format: str, *args: object) -> None:
             return None

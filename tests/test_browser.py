@@ -176,8 +176,8 @@ def test_client_secrets_and_refusals_in_the_envelope(page: Page, apps: dict[str,
     good = page.evaluate(run, {"broker": apps["broker"], "token": make_token("browser-5"),
                                "call": False})  # fmt: skip
     assert good.startswith("ek_")
-    calls_only = page.evaluate(run, {"broker": apps["broker"], "call": False,
-                                     "token": make_token("browser-5", tier="calls_only")})  # fmt: skip
+    only = make_token("browser-5", tier="calls_only")
+    calls_only = page.evaluate(run, {"broker": apps["broker"], "call": False, "token": only})
     assert calls_only == {"name": "BrokerError", "status": 403, "code": "calls_only",
                           "param": None}  # fmt: skip
     bad = page.evaluate(run, {"broker": apps["broker"], "token": "not-a-jwt", "call": True})
