@@ -4,6 +4,7 @@ app pages served from their own origins, as a frontend's dev server would serve 
 from __future__ import annotations
 
 import http.server
+import os
 import shutil
 import tempfile
 import threading
@@ -11,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
 
 CHROMIUM_ARGS = [
     "--use-fake-ui-for-media-stream",  # getUserMedia granted without a prompt
@@ -46,10 +46,8 @@ def app_origin(client_js: str, host: str = "127.0.0.1") -> Iterator[str]:
     (root / "client.js").write_text(client_js)
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
-        extensions_map: ClassVar[dict[str, str]] = {
-            **http.server.SimpleHTTPRequestHandler.extensions_map,
-            ".js": "text/javascript",
-        }
+        def guess_type(self, path: str | os.PathLike[str]) -> str:
+            return "text/javascript" if str(path).endswith(".js") else super().guess_type(path)
 
         def log_message(self, format: str, *args: object) -> None:
             return None
