@@ -80,3 +80,15 @@ def test_token_command_signs_with_the_dev_key(
     )
     assert reply.status_code == 200, reply.text  # user-42 is premium in the example file
     assert reply.json()["model"] == "gpt-4o-realtime-preview"
+
+
+def test_help_is_written_for_people() -> None:
+    """`tokenbroker --help` says what the product is, not how the module is built."""
+    done = subprocess.run([sys.executable, "-m", "tokenbroker", "--help"], capture_output=True,
+                          text=True, timeout=30, check=True)  # fmt: skip
+    assert "browser apps" in done.stdout and "tokenbroker dev" in done.stdout
+    assert "``" not in done.stdout and "parses flags" not in done.stdout
+    dev = subprocess.run([sys.executable, "-m", "tokenbroker", "dev", "--help"],
+                         capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+    for flag in ("--host", "--port", "--cors-origin", "--policies"):
+        assert flag in dev.stdout
