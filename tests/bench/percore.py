@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE)]
 
 from run import API_KEY, Bench, Plan, Server, median, paired, policies_file  # noqa: E402
+
 from servers import free_port  # noqa: E402
 
 NODE = HERE / "node"
