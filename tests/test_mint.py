@@ -433,7 +433,8 @@ def test_no_secret_reaches_the_logs(broker: TokenbrokerServer, upstream: FakeUps
     upstream.control(faults=["500"])
     mint(broker, {}, token=tokens[0])
     logs = broker.logs()
-    assert '"outcome": "minted"' in logs
+    lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert sum(line.get("outcome") == "minted" for line in lines) >= 3
     for secret in secrets:
         assert secret not in logs
         assert secret[: len(secret) // 2] not in logs

@@ -30,6 +30,7 @@ from tokenbroker.http.body import read_json_bytes
 from tokenbroker.http.calls import call_routes
 from tokenbroker.http.edge import Edge
 from tokenbroker.infra.audit import AuditTrail
+from tokenbroker.infra.logs import AccessLog
 from tokenbroker.infra.loop_errors import QuietLoopErrors
 from tokenbroker.infra.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from tokenbroker.infra.metrics import Metrics
@@ -186,7 +187,12 @@ def create_app(
         routes.append(Route("/", index, methods=["GET"]))
 
     middleware = [
-        Middleware(Edge, metrics=registry, audit=_audit_of),
+        Middleware(
+            Edge,
+            metrics=registry,
+            audit=_audit_of,
+            access=AccessLog(settings.log.format, settings.log.level),
+        ),
         Middleware(
             JsonCORSMiddleware,
             allow_origins=list(settings.cors.allowed_origins),

@@ -22,6 +22,7 @@ from tokenbroker.errors import Unavailable, error_body, render
 from tokenbroker.flow.context import RequestContext
 from tokenbroker.http.body import header
 from tokenbroker.infra.audit import AuditTrail
+from tokenbroker.infra.logs import AccessLog
 from tokenbroker.infra.metrics import Metrics
 
 log = logging.getLogger("tokenbroker.access")
@@ -46,11 +47,16 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
 
 class Edge:
     def __init__(
-        self, app: ASGIApp, metrics: Metrics, audit: Callable[[Scope], AuditTrail | None]
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        audit: Callable[[Scope], AuditTrail | None],
+        access: AccessLog | None = None,
     ) -> None:
         """``audit`` finds the running app's audit trail (None before start-up)."""
         self.app = app
         self.metrics = metrics
+        self._access = access or AccessLog("text", "info")
         self._find_audit = audit
         self._audit: AuditTrail | None = None  # found once, then kept: it lives as long as the app
 
@@ -151,4 +157,4 @@ class Edge:
                 self._audit = self._audit or self._find_audit(scope)
                 if self._audit is not None:
                     self._audit.record(entry)
-        log.info("request", extra={"fields": fields})
+        self._access.write(fields)

@@ -1,0 +1,49 @@
+"""The access line: JSON lines of one loop turn go out in one write; other formats and
+levels go through logging."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+
+import pytest
+
+from tokenbroker.infra.logs import AccessLog
+
+
+class Counting(io.BytesIO):
+    writes = 0
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.writes += 1
+        return super().write(data)
+
+
+async def test_lines_of_one_turn_are_one_write() -> None:
+    stream = Counting()
+    access = AccessLog("json", "info", stream)
+    access.write({"request_id": "a", "status": 200})
+    access.write({"request_id": "b", "status": 404, "latency_ms": 0.5})
+    assert stream.getvalue() == b""  # written at the end of the turn, not on the reply path
+    await asyncio.sleep(0)  # one loop turn
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert stream.writes == 1
+    seen = [(x["request_id"], x["status"], x["logger"], x["level"]) for x in lines]
+    assert seen == [("a", 200, "tokenbroker.access", "info"),
+                    ("b", 404, "tokenbroker.access", "info")]  # fmt: skip
+    assert lines[1]["time"].endswith("Z")
+
+
+@pytest.mark.parametrize(("style", "level"), [("text", "info"), ("json", "warning")])
+async def test_other_formats_and_levels_go_through_logging(
+    style: str, level: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = Counting()
+    access = AccessLog(style, level, stream)
+    with caplog.at_level(logging.INFO, logger="tokenbroker.access"):
+        access.write({"request_id": "c"})
+        await asyncio.sleep(0)
+    assert stream.writes == 0
+    assert [r.fields for r in caplog.records] == [{"request_id": "c"}]  # type: ignore[attr-defined]
