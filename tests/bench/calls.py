@@ -75,23 +75,34 @@ def _wait(condition: Any, limit: float) -> float:
     return time.monotonic() - started
 
 
-async def _open_calls(broker: Server, count: int) -> None:
+async def _open_calls(broker: Server, count: int) -> int:
+    """Open ``count`` calls, 64 at a time; how many attempts a dropped connection retried."""
     headers = {"Content-Type": "application/sdp"}
     limits = httpx.Limits(max_connections=64)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    retried = 0
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
         gate = asyncio.Semaphore(64)
 
         async def one(i: int) -> None:
+            nonlocal retried
             sub = f"caller-{i}"
             token = sign_token(SECRET, issuer=ISSUER, audience=AUDIENCE, sub=sub, ttl=3600)
             signed = {**headers, "Authorization": f"Bearer {token}"}
-            async with gate:
-                reply = await client.post(f"{broker.url}/v1/realtime/calls", content=OFFER,
-                                          headers=signed)  # fmt: skip
+            for attempt in range(3):
+                try:
+                    async with gate:
+                        reply = await client.post(f"{broker.url}/v1/realtime/calls",
+                                                  content=OFFER, headers=signed)  # fmt: skip
+                    break
+                except httpx.TransportError:  # a kept-alive connection closed under us
+                    retried += 1
+                    if attempt == 2:
+                        raise
             if reply.status_code != 201:
                 raise SystemExit(f"call {i}: {reply.status_code} {reply.text}")
 
         await asyncio.gather(*(one(i) for i in range(count)))
+    return retried
 
 
 def _redis_cpu(url: str) -> float:
@@ -109,7 +120,8 @@ def run(calls: int, events: int, window: float, out: Path) -> dict[str, Any]:
     bench.redis()
     policies = workdir / "policies.yaml"
     policies.write_text(POLICY)
-    extra = {"upstream": {"url": "", "timeout": "30s", "dialect": "openai"},
+    extra = {"upstream": {"url": "", "timeout": "30s", "connect_timeout": "10s",
+                          "dialect": "openai"},
              "calls": {"lease": f"{LEASE:g}s", "renew_interval": "500ms"}}  # fmt: skip
     result: dict[str, Any] = {"calls": calls, "lease_seconds": LEASE}
     try:
@@ -118,7 +130,7 @@ def run(calls: int, events: int, window: float, out: Path) -> dict[str, Any]:
         first = bench.broker("broker-a", fake, policies, "calls", "openai", extra)
         idle_rss = first.rss_kib()
         started = time.monotonic()
-        asyncio.run(_open_calls(first, calls))
+        result["open_retries"] = asyncio.run(_open_calls(first, calls))
         result["open_seconds"] = round(time.monotonic() - started, 2)
         _wait(lambda: _summary(fake)["sidebands"] >= calls, 120)
         _wait(lambda: _metric(first, "tokenbroker_live_calls") >= calls, 60)
