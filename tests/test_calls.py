@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from conftest import API_KEY, POLICIES, StartBroker
 from live import OFFER, Fake, auth, call_id, create_call, metric, schema, user
@@ -478,3 +479,24 @@ def test_operators_command_line(
     assert fake.ended(cid)["ended_by"] == "hangup"
     wait_until(lambda: metric(broker, "tokenbroker_call_ends_total", reason="operator") == 1)
     assert cli("calls", "list") == ""
+
+
+def test_a_call_the_registry_cannot_hold_is_hung_up_and_costs_nothing(
+    start_broker: StartBroker, redis_server: RedisServer, fake: Fake
+) -> None:
+    """The upstream created the call but the registry refused it: nobody would watch it,
+    so it is hung up, the browser gets 503, and the user keeps the allowance."""
+    prefix = f"reg{uuid.uuid4().hex[:6]}"
+    broker = start_broker(POLICIES / "calls.yaml", upstream={"dialect": "openai"},
+                          redis={"url": redis_server.url, "prefix": prefix})  # fmt: skip
+    store = redis.Redis.from_url(redis_server.url)
+    store.set(f"{prefix}:{{calls}}:all", "not a sorted set")  # the registry's writes fail
+    before = {c["call_id"] for c in httpx.get(f"{fake.url}/_fake/calls").json()["calls"]}
+    sub = user()
+    refused = create_call(broker, sub, tier="limited")  # one call an hour
+    _error(refused, 503, "store_unavailable")
+    (created,) = [c for c in httpx.get(f"{fake.url}/_fake/calls").json()["calls"]
+                  if c["call_id"] not in before]  # fmt: skip
+    assert created["ended_by"] == "hangup" and not created["live"]
+    store.delete(f"{prefix}:{{calls}}:all")
+    fake.watched(call_id(create_call(broker, sub, tier="limited")))

@@ -9,6 +9,7 @@ a call created upstream but not registered is hung up at once (nobody would watc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
@@ -100,23 +101,29 @@ class CallFlow:
                               f"You have {policy.calls.max_live_calls} live calls, the most "
                               "your policy allows.",
                               headers={"Retry-After": str(max(1, math.ceil(wait)))})  # fmt: skip
-        try:
-            created, headers = await broker.charged(
-                user_id, policy, global_limits,
-                lambda: self._live.upstream.create(offer, ga_session), log,
-            )  # fmt: skip
+
+        async def attempt() -> tuple[CallRecord, str]:
+            """Create the call upstream and register it: one step for the charge, so a
+            call that could not be registered (and was hung up) costs nothing."""
+            created = await self._live.upstream.create(offer, ga_session)
             record = await self._register(token, created, user_id, policy.name, ga_session,
                                           policy.calls.max_duration)  # fmt: skip
+            return record, created.answer
+
+        try:
+            (record, answer), headers = await broker.charged(
+                user_id, policy, global_limits, attempt, log
+            )
         except BaseException:
             with contextlib.suppress(*STORE_ERRORS):
                 await registry.release(user_id, token)
             raise
         self._live.watch(record)
-        log.detail = f"call={created.call_id}"
+        log.detail = f"call={record.call_id}"
         if clamped or enforced.adjusted or dropped:
             headers["Policy-Adjusted"] = ", ".join((*enforced.adjusted, *clamped, *dropped))
-        headers["Location"] = f"/v1/realtime/calls/{created.call_id}"
-        return CallReply(created.call_id, created.answer, headers)
+        headers["Location"] = f"/v1/realtime/calls/{record.call_id}"
+        return CallReply(record.call_id, answer, headers)
 
     async def _register(
         self, token: str, created: CreatedCall, user_id: str, policy: str,
@@ -131,6 +138,10 @@ class CallFlow:
             await self._live.upstream.hangup(created.call_id)  # unwatched calls must not live
             raise Unavailable("store_unavailable", "The call registry is unavailable; retry.",
                               headers={"Retry-After": "1"}) from None  # fmt: skip
+        except asyncio.CancelledError:  # the shutdown grace ran out: no one will watch it
+            hangup = asyncio.ensure_future(self._live.upstream.hangup(created.call_id))
+            self._live.keep(hangup)
+            raise
 
     async def _own(
         self, authorization: Sequence[str], call_id: str, log: RequestContext

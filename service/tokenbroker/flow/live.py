@@ -62,6 +62,7 @@ class LiveCalls:
         self._audit = audit
         self.lease = settings.lease
         self._watches: dict[str, asyncio.Task[None]] = {}
+        self._loose: set[asyncio.Task[Any]] = set()
         metrics.live_calls.set_function(lambda: len(self._watches))
 
     @property
@@ -78,6 +79,11 @@ class LiveCalls:
     def price(self, model: Any) -> dict[str, float] | None:
         price = self._settings.prices.get(str(model))
         return price.model_dump() if price is not None else None
+
+    def keep(self, task: asyncio.Task[Any]) -> None:
+        """Hold a fire-and-forget task until it is done (the loop keeps only weak refs)."""
+        self._loose.add(task)
+        task.add_done_callback(self._loose.discard)
 
     def watch(self, record: CallRecord) -> None:
         watch = CallWatch(record, self)
