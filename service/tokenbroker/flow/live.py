@@ -63,6 +63,7 @@ class LiveCalls:
         self.lease = settings.lease
         self._watches: dict[str, asyncio.Task[None]] = {}
         self._loose: set[asyncio.Task[Any]] = set()
+        self._closing = False  # handing over: adopt nothing more, not even its own calls
         metrics.live_calls.set_function(lambda: len(self._watches))
 
     @property
@@ -108,9 +109,13 @@ class LiveCalls:
 
     async def _adopt(self) -> None:
         room = self._settings.max_per_replica - len(self._watches)
-        if room <= 0:
+        if room <= 0 or self._closing:
             return
-        for record in await self.registry.claim(self.replica, self._settings.lease, room):
+        claimed = await self.registry.claim(self.replica, self._settings.lease, room)
+        if self._closing:  # the hand-over began while the claim was in flight
+            await self.registry.handover(self.replica, [r.call_id for r in claimed])
+            return
+        for record in claimed:
             if record.call_id in self._watches:
                 continue
             self.metrics.call_adoptions.inc()
@@ -121,7 +126,9 @@ class LiveCalls:
 
     async def handover(self) -> int:
         """Stop watching without ending the calls; their leases end now, so another
-        replica adopts them at its next turn."""
+        replica adopts them at its next turn (this one adopts nothing from now on, or
+        it could claim back the calls it just gave up and leave them to a lease)."""
+        self._closing = True
         ids = list(self._watches)
         tasks = [self._watches.pop(call_id) for call_id in ids]
         for task in tasks:
