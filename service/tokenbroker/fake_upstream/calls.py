@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from tokenbroker.fake_upstream import events
 from tokenbroker.fake_upstream.peer import FakePeer, can_answer
 from tokenbroker.fake_upstream.validate import (
     CALL_CREATE,
@@ -40,20 +41,6 @@ from tokenbroker.fake_upstream.validate import (
     check,
     check_event,
 )
-
-RESPONSE_KEYS = ("type", "model", "output_modalities", "instructions", "tools", "tool_choice",
-                 "max_output_tokens", "tracing", "prompt", "include", "truncation", "reasoning",
-                 "audio")  # fmt: skip
-
-
-def _event_id() -> str:
-    return f"event_{secrets.token_hex(8)}"
-
-
-def _error_event(code: str, message: str, param: str | None = None) -> dict[str, Any]:
-    return {"event_id": _event_id(), "type": "error",
-            "error": {"type": "invalid_request_error", "code": code, "message": message,
-                      "param": param, "event_id": None}}  # fmt: skip
 
 
 @dataclass
@@ -74,54 +61,6 @@ class FakeCall:
                 "hangups": self.hangups, "connects": self.connects, "sidebands": len(self.sockets),
                 "session": self.session, "from_sideband": self.from_sideband,
                 "from_browser": self.from_browser, "webrtc": self.peer is not None}  # fmt: skip
-
-
-def _response_session(request: dict[str, Any]) -> dict[str, Any]:
-    """The session as the upstream reports it: the request's fields over its defaults."""
-    session: dict[str, Any] = {
-        "type": "realtime", "object": "realtime.session", "id": f"sess_{secrets.token_hex(8)}",
-        "model": "gpt-realtime", "output_modalities": ["audio"], "instructions": "",
-        "tools": [], "tool_choice": "auto", "max_output_tokens": "inf", "tracing": None,
-        "prompt": None, "include": None, "expires_at": int(time.time()) + 3600,
-        "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
-                            "transcription": None, "noise_reduction": None,
-                            "turn_detection": {"type": "server_vad", "threshold": 0.5,
-                                               "prefix_padding_ms": 300,
-                                               "silence_duration_ms": 200}},
-                  "output": {"format": {"type": "audio/pcm", "rate": 24000},
-                             "voice": "marin", "speed": 1.0}},
-    }  # fmt: skip
-    _apply(session, request)
-    return session
-
-
-def _apply(session: dict[str, Any], update: dict[str, Any]) -> None:
-    for key in RESPONSE_KEYS:
-        if key not in update:
-            continue
-        if key == "audio" and isinstance(update["audio"], dict):
-            for side, values in update["audio"].items():
-                session.setdefault("audio", {}).setdefault(side, {}).update(values or {})
-        else:
-            session[key] = update[key]
-
-
-def _response_done(text_in: int, audio_out: int) -> dict[str, Any]:
-    usage = {"total_tokens": text_in + audio_out, "input_tokens": text_in,
-             "output_tokens": audio_out,
-             "input_token_details": {"text_tokens": text_in, "audio_tokens": 0},
-             "output_token_details": {"text_tokens": 0, "audio_tokens": audio_out}}  # fmt: skip
-    return {"event_id": _event_id(), "type": "response.done",
-            "response": {"object": "realtime.response", "id": f"resp_{secrets.token_hex(6)}",
-                         "status": "completed", "output": [], "usage": usage}}  # fmt: skip
-
-
-def _answer(call_id: str) -> str:
-    return "\r\n".join(("v=0", f"o=- {secrets.randbelow(10**9)} 1 IN IP4 127.0.0.1", "s=-",
-                        "t=0 0", "a=group:BUNDLE 0 1", f"a=msid-semantic:WMS {call_id}",
-                        "m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=mid:0", "a=setup:active",
-                        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel", "a=mid:1",
-                        "a=sctp-port:5000", ""))  # fmt: skip
 
 
 class FakeCalls:
@@ -179,12 +118,12 @@ class FakeCalls:
             return self._error(400, "invalid_request_error", "invalid_offer",  # type: ignore[no-any-return]
                                "The SDP offer is not valid.", "sdp")  # fmt: skip
         call_id = f"rtc_{secrets.token_hex(12)}"
-        call = FakeCall(call_id, _response_session(body.get("session") or {}))
-        answer = _answer(call_id)
+        call = FakeCall(call_id, events.response_session(body.get("session") or {}))
+        answer = events.answer_for(call_id)
         if can_answer(body["sdp"]):
             call.peer = FakePeer(
                 lambda event: self._from_browser(call, event),
-                lambda: self._to_browser(call, {"event_id": _event_id(),
+                lambda: self._to_browser(call, {"event_id": events.event_id(),
                                                 "type": "session.created",
                                                 "session": call.session}),
             )  # fmt: skip
@@ -223,7 +162,7 @@ class FakeCalls:
         if event.get("type") == "session.update":
             await self._update(call, event, None)
         elif event.get("type") == "response.create":  # a short spoken answer, with usage
-            await self._broadcast(call, _response_done(50, 150))
+            await self._broadcast(call, events.response_done(50, 150))
 
     async def _broadcast(self, call: FakeCall, event: dict[str, Any]) -> int:
         """A server event to the sidebands and the browser; how many sidebands got it."""
@@ -242,14 +181,14 @@ class FakeCalls:
         try:
             check_event(event, SESSION_UPDATE)
         except Refused as exc:
-            reply = _error_event(exc.code, exc.message, exc.param)
+            reply = events.error_event(exc.code, exc.message, exc.param)
             if socket is not None:
                 await socket.send_text(json.dumps(reply))
             else:
                 await self._to_browser(call, reply)
             return
-        _apply(call.session, event["session"])
-        await self._broadcast(call, {"event_id": _event_id(), "type": "session.updated",
+        events.apply(call.session, event["session"])
+        await self._broadcast(call, {"event_id": events.event_id(), "type": "session.updated",
                                      "session": call.session})  # fmt: skip
 
     async def sideband(self, socket: WebSocket) -> None:
@@ -262,8 +201,9 @@ class FakeCalls:
         call.connects += 1
         call.sockets.add(socket)
         try:
-            await socket.send_text(json.dumps({"event_id": _event_id(), "type": "session.created",
-                                               "session": call.session}))  # fmt: skip
+            created = {"event_id": events.event_id(), "type": "session.created",
+                       "session": call.session}  # fmt: skip
+            await socket.send_text(json.dumps(created))
             while True:
                 event = json.loads(await socket.receive_text())
                 call.from_sideband.append(event)
@@ -286,12 +226,12 @@ class FakeCalls:
 
     async def burst(self, request: Request) -> Response:
         body = await request.json()
-        events, tokens = int(body["events"]), int(body.get("tokens", 10))
+        count, tokens = int(body["events"]), int(body.get("tokens", 10))
         targets = [c for c in self.calls.values() if c.live and c.sockets]
         started, sent = time.perf_counter(), 0
-        for i in range(events if targets else 0):
+        for i in range(count if targets else 0):
             call = targets[i % len(targets)]
-            sent += await self._broadcast(call, _response_done(tokens, 0))
+            sent += await self._broadcast(call, events.response_done(tokens, 0))
         return JSONResponse({"sent": sent, "seconds": time.perf_counter() - started})
 
     async def show(self, request: Request) -> Response:
