@@ -18,7 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tokenbroker.config.settings import Settings
 from tokenbroker.errors import BrokerError, MethodNotAllowed, NotFound, error_body, render
@@ -27,7 +27,7 @@ from tokenbroker.flow.mint import Broker, MintReply
 from tokenbroker.flow.runtime import Runtime
 from tokenbroker.http.admin import admin_routes
 from tokenbroker.http.body import read_json_bytes
-from tokenbroker.http.calls import call_routes
+from tokenbroker.http.calls import CreateCallRoute, call_routes
 from tokenbroker.http.edge import Edge
 from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.logs import AccessLog
@@ -108,6 +108,28 @@ class MintRoute:
         await response(scope, receive, send)
 
 
+class DirectRoutes:
+    """The hot routes (the mint endpoints and call creation), reached before Starlette's
+    router and its exception middleware: no route matching over every path and one send
+    wrapper less per reply. A BrokerError they raise becomes the reply here, as the app's
+    handler would make it; everything else goes on to the router (405s included)."""
+
+    def __init__(self, app: ASGIApp, routes: dict[str, ASGIApp]) -> None:
+        self.app = app
+        self._routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self._routes.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            await route(scope, receive, send)
+        except BrokerError as exc:
+            scope["state"]["context"].error = exc  # the edge turns it into the outcome
+            await error_response(exc)(scope, receive, send)
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -164,13 +186,13 @@ def create_app(
             gc.freeze()
             yield
 
+    hot: dict[str, ASGIApp] = {
+        "/v1/realtime/sessions": MintRoute(lambda b: b.mint),
+        "/v1/realtime/client_secrets": MintRoute(lambda b: b.mint_client_secret),
+        "/v1/realtime/calls": CreateCallRoute(),
+    }
     routes = [
-        Route("/v1/realtime/sessions", MintRoute(lambda b: b.mint), methods=["POST"]),
-        Route(
-            "/v1/realtime/client_secrets",
-            MintRoute(lambda b: b.mint_client_secret),
-            methods=["POST"],
-        ),
+        *(Route(path, app, methods=["POST"]) for path, app in hot.items()),
         *call_routes(),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
@@ -203,6 +225,7 @@ def create_app(
             allow_credentials=False,
             max_age=600,
         ),
+        Middleware(DirectRoutes, routes=hot),
     ]
     app = Starlette(
         routes=routes,

@@ -134,7 +134,6 @@ async def hang_up(request: Request) -> Response:
 def call_routes() -> list[Route]:
     return [
         Route("/v1/client.js", client_js, methods=["GET"]),
-        Route("/v1/realtime/calls", CreateCallRoute(), methods=["POST"]),
         Route("/v1/realtime/calls/{call_id}", show, methods=["GET"]),
         Route("/v1/realtime/calls/{call_id}", hang_up, methods=["DELETE"]),
         Route("/v1/realtime/calls/{call_id}/hangup", hang_up, methods=["POST"]),
