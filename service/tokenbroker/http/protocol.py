@@ -8,6 +8,9 @@ broker's JSON envelope even where the server, not the app, answers.
 - more than ``max_connections`` open: a new connection is closed at once (a few bytes of
   state, instead of buffers), so memory stays bounded whatever clients do;
 - HTTP that does not parse: 400 ``invalid_http``, as JSON.
+
+And one write per reply: what a connection writes in one event-loop turn (a reply's
+status line and headers, then its body) goes to the socket as one write.
 """
 
 from __future__ import annotations
@@ -43,6 +46,38 @@ def _reply(status: int, code: str, message: str) -> bytes:
     ])  # fmt: skip
 
 
+class CorkedTransport:
+    """A connection's transport whose writes of one loop turn go out as one: uvicorn writes
+    a reply's head and body separately, two sends for a few hundred bytes. Everything
+    else is the real transport's; ``close`` sends what is pending first."""
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class HeadersTooLarge(Exception):
     """Raised from a parser callback; httptools turns it into a parse error."""
 
@@ -67,6 +102,7 @@ def bounded_protocol(limits: ProtocolLimits) -> type[HttpToolsProtocol]:
             if len(self.connections) > limits.max_connections:
                 transport.abort()  # over the cap: nothing is read, nothing kept
                 return
+            self.transport = CorkedTransport(transport, self.loop)  # type: ignore[assignment]
             self._wait("headers")
             if not BoundedHttpTools._sweeping:
                 BoundedHttpTools._sweeping = True

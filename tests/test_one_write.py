@@ -1,5 +1,5 @@
-"""The access line: JSON lines of one loop turn go out in one write; other formats and
-levels go through logging."""
+"""One write per loop turn: the access lines (JSON; other formats and levels go through
+logging) and a connection's reply."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import logging
 
 import pytest
 
+from tokenbroker.http.protocol import CorkedTransport
 from tokenbroker.infra.logs import AccessLog
 
 
@@ -47,3 +48,39 @@ async def test_other_formats_and_levels_go_through_logging(
         await asyncio.sleep(0)
     assert stream.writes == 0
     assert [r.fields for r in caplog.records] == [{"request_id": "c"}]  # type: ignore[attr-defined]
+
+
+class Recording:
+    """A transport that records what reaches it."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+async def test_a_reply_goes_out_in_one_write() -> None:
+    """Head and body written in one loop turn reach the socket as one write; ``close``
+    sends what is pending first; other calls reach the real transport."""
+    real = Recording()
+    corked = CorkedTransport(real, asyncio.get_running_loop())
+    corked.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    corked.write(b"{}")
+    assert real.writes == []
+    await asyncio.sleep(0)
+    assert real.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+    assert corked.get_write_buffer_size() == 0
+    corked.write(b"bye")
+    corked.close()
+    assert real.writes[-1] == b"bye" and real.closed
