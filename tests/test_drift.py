@@ -112,3 +112,15 @@ def test_forbidden_tracing_is_cleared_and_fixed_tools_compared_by_name() -> None
     update = revert(STRICT, enforced, ["tracing"])
     assert update is not None and update["session"]["tracing"] is None
     schema("RealtimeClientEventSessionUpdate").validate(update)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [({"instructions": 42}, "instructions"), ({"max_output_tokens": "lots"}, "max_output_tokens")],
+)
+def test_values_of_the_wrong_type_are_drift_not_a_crash(
+    changes: dict[str, Any], field: str
+) -> None:
+    watched = parse_policy_text((POLICIES / "calls.yaml").read_text()).policies["watched"]
+    enforced = _enforced(watched, {"type": "realtime"})
+    assert violations(watched, enforced, _as_reported(enforced, **changes)) == [field]

@@ -109,8 +109,8 @@ class LiveCalls:
 
     async def _adopt(self) -> None:
         room = self._settings.max_per_replica - len(self._watches)
-        if room <= 0 or self._closing:
-            return
+        if room <= 0 or self._closing or self._policies.policies is None:
+            return  # full, leaving, or not able to judge calls yet
         claimed = await self.registry.claim(self.replica, self._settings.lease, room)
         if self._closing:  # the hand-over began while the claim was in flight
             await self.registry.handover(self.replica, [r.call_id for r in claimed])
@@ -123,6 +123,15 @@ class LiveCalls:
                       "from": record.owner or "handover"}  # fmt: skip
             log.info("call adopted", extra={"fields": fields})
             self.watch(record)
+
+    async def give_back(self, watch: CallWatch) -> None:
+        """Stop watching one call without ending it; any replica (this one too) may adopt it
+        at its next turn."""
+        call_id = watch.record.call_id
+        if self._watches.get(call_id) is asyncio.current_task():
+            del self._watches[call_id]
+        with contextlib.suppress(*STORE_ERRORS):
+            await self.registry.handover(self.replica, [call_id])
 
     async def handover(self) -> int:
         """Stop watching without ending the calls; their leases end now, so another

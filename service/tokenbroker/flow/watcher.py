@@ -59,8 +59,15 @@ class CallWatch:
         return self._live.policy_for(self.record)
 
     async def run(self) -> None:
-        """Watch until the call ends; then record its end once."""
-        reason = await self._watch()
+        """Watch until the call ends; then record its end once. A watcher that fails in
+        an unexpected way gives the call back (its lease ends now) to be adopted afresh,
+        rather than keep renewing a lease for a call nobody watches."""
+        try:
+            reason = await self._watch()
+        except Exception:
+            log.exception("call watcher failed", extra={"fields": {"call": self.record.call_id}})
+            await self._live.give_back(self)
+            return
         await self._live.finished(self, reason)
 
     async def _watch(self) -> str:

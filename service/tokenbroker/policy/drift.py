@@ -43,6 +43,8 @@ def _model_ok(model: Any, policy: Policy, enforced: dict[str, Any]) -> bool:
 def _instructions_ok(text: Any, policy: Policy, enforced: dict[str, Any]) -> bool:
     rule = policy.instructions
     text = text or ""
+    if not isinstance(text, str):
+        return False
     if rule is None or rule.mode == "fixed":
         return bool(text == (enforced.get("instructions") or ""))
     if rule.max_chars is not None and len(text) > rule.max_chars + len(rule.text) + 2:
@@ -110,7 +112,9 @@ def violations(policy: Policy, enforced: dict[str, Any], current: dict[str, Any]
                 bad.append("output_modalities")
         cap = policy.max_response_output_tokens
         tokens = current.get("max_output_tokens")
-        if cap is not None and tokens is not None and (tokens == "inf" or tokens > cap.max):
+        if cap is not None and tokens is not None and (
+            type(tokens) is not int or tokens > cap.max  # "inf", or not a count at all
+        ):
             bad.append("max_output_tokens")
         voice = _get(current, "audio", "output", "voice")
         voice = voice.get("id") if isinstance(voice, dict) else voice
