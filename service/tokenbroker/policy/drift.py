@@ -112,8 +112,12 @@ def violations(policy: Policy, enforced: dict[str, Any], current: dict[str, Any]
                 bad.append("output_modalities")
         cap = policy.max_response_output_tokens
         tokens = current.get("max_output_tokens")
-        if cap is not None and tokens is not None and (
-            type(tokens) is not int or tokens > cap.max  # "inf", or not a count at all
+        if (
+            cap is not None
+            and tokens is not None
+            and (
+                type(tokens) is not int or tokens > cap.max  # "inf", or not a count at all
+            )
         ):
             bad.append("max_output_tokens")
         voice = _get(current, "audio", "output", "voice")
