@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ from prometheus_client import Counter
 from tokenbroker.auth.jwks import JwksCache, JwksUnavailable
 from tokenbroker.auth.token import MalformedToken, UnverifiedToken, numeric_date, read_token
 from tokenbroker.config.settings import AuthSettings, ProviderSettings
-from tokenbroker.errors import AuthenticationFailed, InvalidRequest
+from tokenbroker.errors import AuthenticationFailed
 
 _FORBIDDEN_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit")
 _MAX_USER_ID = 256
@@ -80,29 +80,6 @@ def entry_size(token: str, claims: Any) -> int:
         elif isinstance(item, list | tuple):
             stack.extend(item)
     return size
-
-
-def _malformed_authorization() -> InvalidRequest:
-    return InvalidRequest(
-        "invalid_request",
-        "The Authorization header must be exactly one 'Bearer <token>'.",
-        headers={"WWW-Authenticate": 'Bearer realm="tokenbroker", error="invalid_request"'},
-    )
-
-
-def bearer_token(values: Sequence[str]) -> str:
-    """The token of the request's one ``Authorization: Bearer`` header (RFC 6750 §2.1)."""
-    if not values or not "".join(values).strip():
-        raise AuthenticationFailed("missing_token", "no Authorization header")
-    if len(values) > 1:
-        raise _malformed_authorization()
-    scheme, _, token = values[0].strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer":  # another scheme (Basic, …): no credentials for us (§3.1)
-        raise AuthenticationFailed("missing_token", f"unsupported scheme {scheme[:20]!r}")
-    if not token or any(c in token for c in " ,\t"):
-        raise _malformed_authorization()
-    return token
 
 
 def key_fits(alg: str, key: Any) -> bool:

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from tokenbroker.auth.authenticator import Authenticator, bearer_token
+from tokenbroker.auth.authenticator import Authenticator
+from tokenbroker.auth.bearer import bearer_token
 from tokenbroker.errors import BrokerError, PermissionDenied, RateLimited, Unavailable
 from tokenbroker.flow.context import RequestContext
 from tokenbroker.infra.metrics import Metrics
