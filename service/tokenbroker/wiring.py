@@ -11,7 +11,8 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
 import httpx
 
@@ -23,14 +24,14 @@ from tokenbroker.flow.live import LiveCalls
 from tokenbroker.flow.mint import Broker
 from tokenbroker.flow.operations import Operations
 from tokenbroker.flow.runtime import Runtime
-from tokenbroker.infra.audit import RedisAudit
+from tokenbroker.infra.audit import AuditTrail, RedisAudit
 from tokenbroker.infra.metrics import Metrics
 from tokenbroker.infra.redis import STORE_ERRORS, connect, connect_listener
 from tokenbroker.limits.failover import FailModeLimiter
-from tokenbroker.limits.ledger import Ledger
+from tokenbroker.limits.ledger import Ledger, UsageLedger
 from tokenbroker.limits.memory import MemoryLimiter
 from tokenbroker.limits.redis import RedisLimiter
-from tokenbroker.live.registry import Registry
+from tokenbroker.live.registry import CallRegistry, Registry
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.store import RedisPolicyStore
 from tokenbroker.policy.vocabulary import VOCABULARIES
@@ -93,6 +94,31 @@ def build_broker(
 
 
 @contextlib.asynccontextmanager
+async def live_runtime(
+    settings: Settings,
+    metrics: Metrics,
+    broker: Broker,
+    registry: CallRegistry,
+    ledger: UsageLedger,
+    operations: Callable[..., Operations],
+    audit: AuditTrail,
+    ping: Callable[[], Awaitable[bool]] | None = None,
+) -> AsyncIterator[Runtime]:
+    """The runtime with live calls on ``registry`` and ``ledger`` (Redis, or in process
+    for dev mode); ``operations`` makes the operator actions given the live-call parts.
+    Closes the sidebands' connection pool after the runtime has stopped."""
+    broker.ledger = ledger
+    calls_up = CallsUpstream(broker.upstream)
+    live = LiveCalls(replica_name(), registry, ledger, calls_up, broker.policies,
+                     settings.calls, metrics, audit)  # fmt: skip
+    ops = operations(registry=registry, ledger=ledger, end_call=live.end)
+    try:
+        yield Runtime(broker, settings, ops, audit, ping, calls=CallFlow(broker, live), live=live)
+    finally:
+        await calls_up.close()
+
+
+@contextlib.asynccontextmanager
 async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime]:
     client = connect(settings)
     listener = connect_listener(settings)
@@ -129,27 +155,19 @@ async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[R
         async with (
             open_upstream(settings, metrics, up_cfg.url, up_cfg.api_key, up_cfg.proxy) as up,
             make_jwks_client() as jwks_http,
-            contextlib.AsyncExitStack() as stack,
         ):
             broker = build_broker(settings, metrics, jwks_http, cache, guarded, up)
-            broker.ledger = Ledger(client, settings.redis.prefix)
-            calls_up = CallsUpstream(up)
-            stack.push_async_callback(calls_up.close)
-            live = LiveCalls(
-                replica_name(), Registry(client, settings.redis.prefix), broker.ledger,
-                calls_up, cache, settings.calls, metrics, audit,
-            )  # fmt: skip
-            runtime = Runtime(
-                broker, settings,
-                Operations(store, limiter, audit, vocabulary, registry=live.registry,
-                           ledger=broker.ledger, end_call=live.end),
-                audit, ping, calls=CallFlow(broker, live), live=live,
-            )  # fmt: skip
-            runtime.start(cache.run(initial), audit.run(), live.run())
-            try:
-                yield runtime
-            finally:
-                await runtime.stop()
+            async with live_runtime(
+                settings, metrics, broker, Registry(client, settings.redis.prefix),
+                Ledger(client, settings.redis.prefix),
+                partial(Operations, store, limiter, audit, vocabulary), audit, ping,
+            ) as runtime:  # fmt: skip
+                assert runtime.live is not None
+                runtime.start(cache.run(initial), audit.run(), runtime.live.run())
+                try:
+                    yield runtime
+                finally:
+                    await runtime.stop()
     finally:
         await client.aclose()
         await listener.aclose()

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from functools import partial
 
 from tokenbroker.auth.jwks import make_jwks_client
 from tokenbroker.config.settings import Settings
 from tokenbroker.fake_upstream.app import FakeControls, create_fake_upstream
-from tokenbroker.flow.calls import CallFlow
-from tokenbroker.flow.live import LiveCalls
 from tokenbroker.flow.operations import Operations
 from tokenbroker.flow.runtime import Runtime
 from tokenbroker.infra.audit import MemoryAudit
@@ -23,8 +22,7 @@ from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.store import MemoryPolicyStore
 from tokenbroker.policy.vocabulary import VOCABULARIES
 from tokenbroker.server import serve_in_thread
-from tokenbroker.upstream.calls import CallsUpstream
-from tokenbroker.wiring import build_broker, initial_policies, open_upstream, replica_name
+from tokenbroker.wiring import build_broker, initial_policies, live_runtime, open_upstream
 
 DEV_API_KEY = "sk-dev-fake-upstream"  # the fake upstream's key, not a secret
 
@@ -44,17 +42,13 @@ async def memory_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[
         make_jwks_client() as jwks_http,
     ):
         broker = build_broker(settings, metrics, jwks_http, cache, limiter, upstream)
-        broker.ledger = MemoryLedger()
-        calls = CallsUpstream(upstream)
-        live = LiveCalls(replica_name(), MemoryRegistry(), broker.ledger, calls, cache,
-                         settings.calls, metrics, audit)  # fmt: skip
-        operations = Operations(store, limiter, audit, vocabulary, registry=live.registry,
-                                ledger=broker.ledger, end_call=live.end)  # fmt: skip
-        runtime = Runtime(broker, settings, operations, audit, calls=CallFlow(broker, live),
-                          live=live)  # fmt: skip
-        runtime.start(cache.listen(), live.run())
-        try:
-            yield runtime
-        finally:
-            await runtime.stop()
-            await calls.close()
+        async with live_runtime(
+            settings, metrics, broker, MemoryRegistry(), MemoryLedger(),
+            partial(Operations, store, limiter, audit, vocabulary), audit,
+        ) as runtime:  # fmt: skip
+            assert runtime.live is not None
+            runtime.start(cache.listen(), runtime.live.run())
+            try:
+                yield runtime
+            finally:
+                await runtime.stop()

@@ -61,6 +61,7 @@ class LiveCalls:
         self._settings = settings
         self._audit = audit
         self.lease = settings.lease
+        self._prices = {model: price.model_dump() for model, price in settings.prices.items()}
         self._watches: dict[str, asyncio.Task[None]] = {}
         self._loose: set[asyncio.Task[Any]] = set()
         self._closing = False  # handing over: adopt nothing more, not even its own calls
@@ -78,8 +79,7 @@ class LiveCalls:
         return policies.policies.get(record.policy) or policies.policies[policies.default_policy]
 
     def price(self, model: Any) -> dict[str, float] | None:
-        price = self._settings.prices.get(str(model))
-        return price.model_dump() if price is not None else None
+        return self._prices.get(str(model))
 
     def keep(self, task: asyncio.Task[Any]) -> None:
         """Hold a fire-and-forget task until it is done (the loop keeps only weak refs)."""

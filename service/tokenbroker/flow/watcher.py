@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from tokenbroker.infra.redis import STORE_ERRORS
-from tokenbroker.limits.usage import RATES, usage_of
+from tokenbroker.limits.usage import RATES, Usage, usage_of
 from tokenbroker.live.registry import CallRecord
 from tokenbroker.policy.drift import revert, violations
 from tokenbroker.policy.model import Policy
@@ -198,7 +198,7 @@ class CallWatch:
             await self._live.budget_spent(self.record.user_id)
         return None
 
-    def _count(self, usage: Any, cost: int, unpriced: bool) -> None:
+    def _count(self, usage: Usage, cost: int, unpriced: bool) -> None:
         metrics = self._live.metrics
         self.tally.tokens += usage.total
         self.tally.cost_micros += cost

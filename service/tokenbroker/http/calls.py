@@ -37,10 +37,11 @@ async def _parts(headers: RawHeaders, raw: bytes) -> dict[str, str]:
     async def stream() -> AsyncGenerator[bytes, None]:
         yield raw
 
-    _, options = parse_options_header(Headers(raw=list(headers)).get("content-type", ""))
+    parsed = Headers(raw=list(headers))
+    _, options = parse_options_header(parsed.get("content-type", ""))
     if b"boundary" not in options:
         raise InvalidRequest("invalid_multipart", "The multipart body has no boundary.")
-    parser = MultiPartParser(Headers(raw=list(headers)), stream(), max_files=2, max_fields=2)
+    parser = MultiPartParser(parsed, stream(), max_files=2, max_fields=2)
     try:
         form = await parser.parse()
     except MultiPartException as exc:
