@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 
 from conftest import API_KEY, FakeUpstream
-from tokenbroker.upstream.client import Upstream, make_session
+from tokenbroker.upstream.client import Upstream, make_client
 from tokenbroker.upstream.dialects import AZURE
 from tokenbroker.upstream.entra import SCOPE, EntraToken
 
@@ -53,8 +53,8 @@ async def test_tokens_are_kept_until_near_expiry() -> None:
 async def test_the_upstream_call_carries_the_token(upstream: FakeUpstream) -> None:
     """Against the fake's Azure endpoint: Authorization: Bearer <token>, no api-key."""
     base = upstream.url.removesuffix("/v1") + "/openai/v1"
-    async with make_session(connect_timeout=1, timeout=5) as session:
-        client = Upstream(session, base, None, dialect=AZURE, token=EntraToken(Credential()))
+    async with make_client(connect_timeout=1, timeout=5) as http:
+        client = Upstream(http, base, None, dialect=AZURE, token=EntraToken(Credential()))
         minted = await client.create_session({"session": {"type": "realtime"}})
     assert minted.value.startswith("ek_")
     [request] = upstream.received()

@@ -36,7 +36,7 @@ from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.store import RedisPolicyStore
 from tokenbroker.policy.vocabulary import VOCABULARIES
 from tokenbroker.upstream.calls import CallsUpstream
-from tokenbroker.upstream.client import Upstream, UpstreamPolicy, make_session
+from tokenbroker.upstream.client import Upstream, UpstreamPolicy, make_client
 from tokenbroker.upstream.dialects import DIALECTS
 from tokenbroker.upstream.entra import EntraToken, default_credential
 
@@ -56,16 +56,17 @@ def initial_policies(settings: Settings) -> str | None:
 async def open_upstream(
     settings: Settings, metrics: Metrics, url: str, key: str | None, proxy: str | None = None
 ) -> AsyncIterator[Upstream]:
-    session = make_session(
+    client = make_client(
         connect_timeout=settings.upstream.connect_timeout,
         timeout=settings.upstream.timeout,
         max_connections=settings.upstream.max_connections,
+        proxy=proxy,
     )
     policy = UpstreamPolicy(deadline=settings.upstream.timeout, retries=settings.upstream.retries)
     entra = settings.upstream.dialect == "azure" and settings.upstream.azure_auth == "entra_id"
     try:
         yield Upstream(
-            session,
+            client,
             url,
             key,
             policy,
@@ -74,9 +75,10 @@ async def open_upstream(
             proxy=proxy,
             dialect=DIALECTS[settings.upstream.dialect],
             token=EntraToken(default_credential()) if entra else None,
+            connect_timeout=settings.upstream.connect_timeout,
         )
     finally:
-        await session.close()
+        await client.close()
 
 
 def build_broker(

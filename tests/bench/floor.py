@@ -12,28 +12,26 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from yarl import URL
 
 from tokenbroker.server import run
-from tokenbroker.upstream.client import make_session
+from tokenbroker.upstream.client import make_client
 
 
 def create_floor(upstream_url: str, api_key: str) -> Starlette:
     headers = {"Authorization": f"Bearer {api_key}"}
-    url = URL(f"{upstream_url}/realtime/sessions")
+    url = f"{upstream_url}/realtime/sessions"
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with make_session(connect_timeout=2, timeout=10) as client:
+        async with make_client(connect_timeout=2, timeout=10) as client:
             app.state.client = client
             yield
 
     async def mint(request: Request) -> Response:
         body = await request.body()
-        async with request.app.state.client.post(
-            url, data=body or b"{}", headers=headers, allow_redirects=False
-        ) as reply:
-            status, session = reply.status, json.loads(await reply.read())
+        call = request.app.state.client.post(url).headers(headers).body_bytes(body or b"{}")
+        reply = await call.build().send()
+        status, session = reply.status, json.loads((await reply.bytes()).to_bytes())
         out = {"client_secret": session["client_secret"], "model": session["model"]}
         return Response(json.dumps(out), status, media_type="application/json")
 

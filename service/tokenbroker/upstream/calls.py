@@ -4,8 +4,9 @@ sideband WebSocket (``{url}/realtime?call_id=…`` as ``wss://``). The same rela
 serve OpenAI and Azure (whose ``url`` is ``https://{resource}.openai.azure.com/openai/v1``).
 
 Creating a call is not retried: a call created twice would be a call nobody watches.
-The sidebands have a connection pool of their own, without a cap: each holds its
-connection for the call's life, and thousands of them must not starve the mint calls.
+This interface has its own aiohttp client (the mints have theirs, upstream/client), with
+a connection pool without a cap: each sideband holds its connection for the call's life,
+and thousands of them must not starve the call creations.
 """
 
 from __future__ import annotations
@@ -48,27 +49,27 @@ class CallsUpstream:
         self._calls = URL(f"{upstream.base_url}/realtime/calls")
         base = URL(f"{upstream.base_url}/realtime")
         self._sideband = base.with_scheme("wss" if base.scheme == "https" else "ws")
-        self._sidebands: aiohttp.ClientSession | None = None  # made on first use
+        self._proxy = URL(upstream.proxy) if upstream.proxy else None
+        self._session: aiohttp.ClientSession | None = None  # made on first use
 
-    def _sideband_session(self) -> aiohttp.ClientSession:
-        if self._sidebands is None:
-            timeout = self._up.session.timeout
-            self._sidebands = aiohttp.ClientSession(
+    @property
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0),
-                timeout=aiohttp.ClientTimeout(total=None, connect=timeout.connect),
+                timeout=aiohttp.ClientTimeout(total=None, connect=self._up.connect_timeout),
                 headers={"User-Agent": "tokenbroker"},
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
-        return self._sidebands
+        return self._session
 
     async def close(self) -> None:
-        if self._sidebands is not None:
-            await self._sidebands.close()
+        if self._session is not None:
+            await self._session.close()
 
     def _timeout(self, deadline: float) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(
-            total=max(deadline - time.monotonic(), 0.001),
-            connect=self._up.session.timeout.connect,
+            total=max(deadline - time.monotonic(), 0.001), connect=self._up.connect_timeout
         )
 
     async def create(self, sdp: str, session: dict[str, Any]) -> CreatedCall:
@@ -84,9 +85,9 @@ class CallsUpstream:
         headers = {**await self._up.auth_headers(), "Content-Type": body.content_type}
         deadline = time.monotonic() + self._up.deadline
         try:
-            async with self._up.session.post(
+            async with self._client.post(
                 self._calls, data=body, headers=headers,
-                allow_redirects=False, proxy=self._up.proxy, timeout=self._timeout(deadline),
+                allow_redirects=False, proxy=self._proxy, timeout=self._timeout(deadline),
             ) as reply:  # fmt: skip
                 status, content = reply.status, await reply.read()
                 location, retry_after = (
@@ -117,9 +118,9 @@ class CallsUpstream:
         """Ask the upstream to end the call; False if it did not take the request."""
         deadline = time.monotonic() + self._up.deadline
         try:
-            async with self._up.session.post(
+            async with self._client.post(
                 self._calls / call_id / "hangup", headers=await self._up.auth_headers(),
-                allow_redirects=False, proxy=self._up.proxy, timeout=self._timeout(deadline),
+                allow_redirects=False, proxy=self._proxy, timeout=self._timeout(deadline),
             ) as reply:  # fmt: skip
                 await reply.read()
                 return reply.status < 300
@@ -130,10 +131,10 @@ class CallsUpstream:
         """The call's server-side WebSocket; :class:`SidebandGone` when the upstream says
         there is no such call, ``aiohttp.ClientError``/``TimeoutError`` when unreachable."""
         try:
-            return await self._sideband_session().ws_connect(
+            return await self._client.ws_connect(
                 self._sideband.with_query(call_id=call_id),
                 headers=await self._up.auth_headers(),
-                proxy=self._up.proxy,
+                proxy=self._proxy,
                 heartbeat=20.0,
                 timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 max_msg_size=16 * 1024 * 1024,
