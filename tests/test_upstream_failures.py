@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tokenbroker.infra import fast_json
 from tokenbroker.upstream.dialects import BETA, OPENAI
 from tokenbroker.upstream.failures import Failure, Kind, Minted
 from tokenbroker.upstream.retry import RetryPolicy, with_retries
@@ -97,3 +98,16 @@ def test_a_minted_reply_keeps_its_session() -> None:
                 b'{"client_secret": {"value": "ek", "expires_at": true}}'):  # fmt: skip
         assert BETA.parse(bad) == Failure(Kind.INVALID)
     assert OPENAI.parse(b'{"value": "ek", "expires_at": "soon"}') == Failure(Kind.INVALID)
+
+
+def test_json_past_64_bit_integers_both_ways() -> None:
+    """The mint path writes JSON with orjson, which refuses integers past 64 bits; a
+    function tool's free-form parameters may hold one, and so may an upstream reply: both
+    go through exactly (no rounding to a float)."""
+    huge = 2**70 + 1
+    body = {"tools": [{"type": "function", "parameters": {"maximum": huge}}], "voice": "é"}
+    assert json.loads(fast_json.dumps(body)) == body
+    assert fast_json.dumps({"a": 1, "b": "é"}) == '{"a":1,"b":"é"}'.encode()
+    reply = {"id": "s", "client_secret": {"value": "ek_1", "expires_at": 9}, "big": huge}
+    minted = BETA.parse(json.dumps(reply).encode())
+    assert isinstance(minted, Minted) and minted.session["big"] == huge

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -29,6 +28,7 @@ from tokenbroker.http.admin import admin_routes
 from tokenbroker.http.body import read_json_bytes
 from tokenbroker.http.calls import CreateCallRoute, call_routes
 from tokenbroker.http.edge import Edge
+from tokenbroker.infra import fast_json
 from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.logs import AccessLog
 from tokenbroker.infra.loop_errors import QuietLoopErrors
@@ -100,7 +100,7 @@ class MintRoute:
                          if name == b"authorization"]  # fmt: skip
         reply = await self._mint(runtime.broker)(authorization, body, context)
         response = Response(
-            json.dumps(reply.body, separators=(",", ":")),
+            fast_json.dumps(reply.body),
             200,
             headers=reply.headers,
             media_type="application/json",

@@ -9,7 +9,6 @@ the client's error; only the secret and its session's facts leave this module.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import ConnectTimeoutError, RequestError
 from pyreqwest.proxy import ProxyBuilder
 
+from tokenbroker.infra import fast_json
 from tokenbroker.infra.breaker import CircuitBreaker
 from tokenbroker.upstream.dialects import OPENAI, Dialect
 from tokenbroker.upstream.entra import EntraToken
@@ -83,7 +83,7 @@ class Upstream:
         if not self.breaker.allow():
             failure = Failure(Kind.OPEN_CIRCUIT)
             raise UpstreamError(failure, failure.error(self._policy.breaker_reset))
-        body = json.dumps(config).encode()
+        body = fast_json.dumps(config)
         deadline = time.monotonic() + self._policy.deadline
         result = await with_retries(
             lambda: self._attempt(body, deadline), self._retry, deadline, self._on_retry
