@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import random
 import re
 import time
 from collections.abc import Callable
@@ -35,14 +35,18 @@ SECURITY_HEADERS = [
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
-    """The caller's X-Request-ID when it is sane, else a new random one (128 bits, hex)."""
+    """The caller's X-Request-ID when it is sane, else a new random one (128 bits, hex).
+
+    A request id correlates log lines and guards nothing, so it comes from the process's
+    seeded generator: no system call per request (os.urandom's took ~2 % of the broker's
+    samples under load on the benchmark's VM)."""
     for name, value in headers:
         if name == b"x-request-id":
             text = value.decode("latin-1")
             if _SANE_ID.match(text):
                 return text
             break
-    return os.urandom(16).hex()
+    return f"{random.getrandbits(128):032x}"
 
 
 class Edge:
