@@ -71,7 +71,7 @@ def run(rounds: int, seconds: int, out: Path) -> dict[str, Any]:
             _pin(server, measured)
         tokens = bench.tokens("users", [f"user-{i}" for i in range(2000)])
         for server in targets.values():  # warm-up, not measured (Node's JIT, pools, caches)
-            bench.loaded(server, tokens, 2)
+            bench.loaded(server, tokens, 2 if seconds < 2 else 6)
         rps: dict[str, list[float]] = {name: [] for name in targets}
         cpu: dict[str, list[float]] = {name: [] for name in targets}
         order = list(targets)

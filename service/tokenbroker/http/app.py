@@ -184,6 +184,10 @@ def create_app(
             # the process: moved out of the collector's sight, so a full collection no
             # longer walks it (those pauses, 20-70 ms, were the one-connection p99).
             gc.freeze()
+            # A mint allocates hundreds of objects and leaves no cycles behind: a young
+            # collection every 20 000 allocations instead of every 700 (~7 % less CPU
+            # per mint, docs/performance.md); the older generations keep their pace.
+            gc.set_threshold(20_000, 10, 10)
             yield
 
     hot: dict[str, ASGIApp] = {
