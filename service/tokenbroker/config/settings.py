@@ -57,7 +57,9 @@ class UpstreamSettings(Section):
         le=10,
         description="retries on connection errors and 500/502/503/504, within the deadline",
     )
-    max_connections: int = Field(2000, ge=1, description="HTTP connection pool to the upstream")
+    max_connections: int = Field(
+        2000, ge=1, description="mint calls in flight to the upstream at once (more wait)"
+    )
     organization: str | None = Field(None, description="sent as `OpenAI-Organization`")
     project: str | None = Field(None, description="sent as `OpenAI-Project`")
     api_key: str | None = env_field(
