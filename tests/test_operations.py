@@ -175,6 +175,7 @@ def test_sigterm_drains_in_flight_mints(start_broker: StartBroker, upstream: Fak
         loop.close()
     assert statuses == [200] * 50
     assert own.process.proc.wait(timeout=20) == 0
+    own.process.wait_for("Finished server process")  # the last lines reach the log
 
 
 def test_mints_cut_off_by_the_end_of_grace_get_503_and_keep_their_allowance(

@@ -5,6 +5,13 @@ keeps serving for ``shutdown_delay`` so load balancers and Kubernetes endpoints 
 sending it traffic; then uvicorn stops accepting connections and gives in-flight
 requests up to ``shutdown_grace`` to finish; the lifespan then flushes the audit trail
 and the process exits 0. A second signal skips the delay.
+
+After a server that started has stopped, the process ends at once (logs flushed, then
+``os._exit(0)``) rather than through the interpreter's finalization: the mint client's
+Rust runtime thread (pyreqwest) can still be letting go of Python objects then, and
+CPython aborts a process whose foreign thread does that while it finalizes (seen as
+"PyGILState_Release ... finalizing" and exit code 134 in a client loop). Everything the
+broker owns is closed by its lifespan before that point.
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import AsyncIterator
 from types import FrameType
@@ -82,9 +91,20 @@ def run(
         backlog=4096,
     )
     if isinstance(app, Starlette):
-        DrainingServer(config, app, delay).run()
+        server = DrainingServer(config, app, delay)
+        server.run()
+        if server.started:  # a start-up failure goes on to the usual exit and its status
+            end_process()
     else:  # pragma: no cover
         uvicorn.Server(config).run()
+
+
+def end_process() -> None:
+    """Exit 0 now, without the interpreter's finalization (see the module's notes)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @contextlib.asynccontextmanager
