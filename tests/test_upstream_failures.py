@@ -3,14 +3,17 @@ client; the retry loop; what a minted reply keeps."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import time
 
 import pytest
 
 from tokenbroker.infra import fast_json
+from tokenbroker.upstream.client import Upstream, UpstreamPolicy, make_client
 from tokenbroker.upstream.dialects import BETA, OPENAI
-from tokenbroker.upstream.failures import Failure, Kind, Minted
+from tokenbroker.upstream.failures import Failure, Kind, Minted, UpstreamError
 from tokenbroker.upstream.retry import RetryPolicy, with_retries
 
 
@@ -111,3 +114,35 @@ def test_json_past_64_bit_integers_both_ways() -> None:
     reply = {"id": "s", "client_secret": {"value": "ek_1", "expires_at": 9}, "big": huge}
     minted = BETA.parse(json.dumps(reply).encode())
     assert isinstance(minted, Minted) and minted.session["big"] == huge
+
+
+async def test_an_upstream_that_never_accepts() -> None:
+    """A connection the upstream never takes (its accept queue is full, so the kernel
+    drops our SYNs): past ``connect_timeout`` that is unreachable, and retried; when the
+    mint's deadline ends first, it is a timeout, and not retried."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = [socket.socket() for _ in range(4)]  # fill the accept queue
+    for filler in fillers:
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+    outcomes = []
+    try:
+        for deadline in (5.0, 0.1):
+            retries = []
+            async with make_client(connect_timeout=0.2, timeout=deadline) as http:
+                upstream = Upstream(
+                    http, f"http://127.0.0.1:{port}/v1", "sk-test",
+                    UpstreamPolicy(deadline=deadline, retries=1, backoff=0.01),
+                    on_retry=lambda: retries.append(1),  # noqa: B023 - used in this turn
+                )  # fmt: skip
+                with pytest.raises(UpstreamError) as raised:
+                    await upstream.create_session({})
+            outcomes.append((raised.value.failure.kind, len(retries)))
+    finally:
+        for sock in (*fillers, listener):
+            sock.close()
+    assert outcomes == [(Kind.UNREACHABLE, 1), (Kind.TIMEOUT, 0)]
