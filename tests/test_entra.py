@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 
 from conftest import API_KEY, FakeUpstream
-from tokenbroker.upstream.client import Upstream, make_client
+from tokenbroker.upstream.client import Connection, Upstream
 from tokenbroker.upstream.dialects import AZURE
 from tokenbroker.upstream.entra import SCOPE, EntraToken
 
@@ -53,9 +53,11 @@ async def test_tokens_are_kept_until_near_expiry() -> None:
 async def test_the_upstream_call_carries_the_token(upstream: FakeUpstream) -> None:
     """Against the fake's Azure endpoint: Authorization: Bearer <token>, no api-key."""
     base = upstream.url.removesuffix("/v1") + "/openai/v1"
-    async with make_client(connect_timeout=1, timeout=5) as http:
-        client = Upstream(http, base, None, dialect=AZURE, token=EntraToken(Credential()))
+    client = Upstream(Connection(1), base, None, dialect=AZURE, token=EntraToken(Credential()))
+    try:
         minted = await client.create_session({"session": {"type": "realtime"}})
+    finally:
+        await client.close()
     assert minted.value.startswith("ek_")
     [request] = upstream.received()
     assert request["authorization"] == f"Bearer {API_KEY}" and request["api_key"] is None

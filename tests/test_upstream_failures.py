@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tokenbroker.infra import fast_json
-from tokenbroker.upstream.client import Upstream, UpstreamPolicy, make_client
+from tokenbroker.upstream.client import Connection, Upstream, UpstreamPolicy
 from tokenbroker.upstream.dialects import BETA, OPENAI
 from tokenbroker.upstream.failures import Failure, Kind, Minted, UpstreamError
 from tokenbroker.upstream.retry import RetryPolicy, with_retries
@@ -133,14 +133,16 @@ async def test_an_upstream_that_never_accepts() -> None:
     try:
         for deadline in (5.0, 0.1):
             retries = []
-            async with make_client(connect_timeout=0.2, timeout=deadline) as http:
-                upstream = Upstream(
-                    http, f"http://127.0.0.1:{port}/v1", "sk-test",
-                    UpstreamPolicy(deadline=deadline, retries=1, backoff=0.01),
-                    on_retry=lambda: retries.append(1),  # noqa: B023 - used in this turn
-                )  # fmt: skip
+            upstream = Upstream(
+                Connection(connect_timeout=0.2), f"http://127.0.0.1:{port}/v1", "sk-test",
+                UpstreamPolicy(deadline=deadline, retries=1, backoff=0.01),
+                on_retry=lambda: retries.append(1),  # noqa: B023 - used in this turn
+            )  # fmt: skip
+            try:
                 with pytest.raises(UpstreamError) as raised:
                     await upstream.create_session({})
+            finally:
+                await upstream.close()
             outcomes.append((raised.value.failure.kind, len(retries)))
     finally:
         for sock in (*fillers, listener):

@@ -36,7 +36,7 @@ from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.store import RedisPolicyStore
 from tokenbroker.policy.vocabulary import VOCABULARIES
 from tokenbroker.upstream.calls import CallsUpstream
-from tokenbroker.upstream.client import Upstream, UpstreamPolicy, make_client
+from tokenbroker.upstream.client import Connection, Upstream, UpstreamPolicy
 from tokenbroker.upstream.dialects import DIALECTS
 from tokenbroker.upstream.entra import EntraToken, default_credential
 
@@ -56,29 +56,25 @@ def initial_policies(settings: Settings) -> str | None:
 async def open_upstream(
     settings: Settings, metrics: Metrics, url: str, key: str | None, proxy: str | None = None
 ) -> AsyncIterator[Upstream]:
-    client = make_client(
-        connect_timeout=settings.upstream.connect_timeout,
-        timeout=settings.upstream.timeout,
-        max_connections=settings.upstream.max_connections,
-        proxy=proxy,
+    connection = Connection(
+        settings.upstream.connect_timeout, settings.upstream.max_connections, proxy
     )
     policy = UpstreamPolicy(deadline=settings.upstream.timeout, retries=settings.upstream.retries)
     entra = settings.upstream.dialect == "azure" and settings.upstream.azure_auth == "entra_id"
+    upstream = Upstream(
+        connection,
+        url,
+        key,
+        policy,
+        settings.upstream.headers,
+        metrics.upstream_retries.inc,
+        dialect=DIALECTS[settings.upstream.dialect],
+        token=EntraToken(default_credential()) if entra else None,
+    )
     try:
-        yield Upstream(
-            client,
-            url,
-            key,
-            policy,
-            settings.upstream.headers,
-            metrics.upstream_retries.inc,
-            proxy=proxy,
-            dialect=DIALECTS[settings.upstream.dialect],
-            token=EntraToken(default_credential()) if entra else None,
-            connect_timeout=settings.upstream.connect_timeout,
-        )
+        yield upstream
     finally:
-        await client.close()
+        await upstream.close()
 
 
 def build_broker(

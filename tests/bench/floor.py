@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tokenbroker.server import run
-from tokenbroker.upstream.client import make_client
+from tokenbroker.upstream.client import Connection, make_client
 
 
 def create_floor(upstream_url: str, api_key: str) -> Starlette:
@@ -23,7 +23,7 @@ def create_floor(upstream_url: str, api_key: str) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with make_client(connect_timeout=2, timeout=10) as client:
+        async with make_client(Connection(connect_timeout=2)) as client:
             app.state.client = client
             yield
 

@@ -49,7 +49,9 @@ class CallsUpstream:
         self._calls = URL(f"{upstream.base_url}/realtime/calls")
         base = URL(f"{upstream.base_url}/realtime")
         self._sideband = base.with_scheme("wss" if base.scheme == "https" else "ws")
-        self._proxy = URL(upstream.proxy) if upstream.proxy else None
+        proxy = upstream.connection.proxy
+        self._proxy = URL(proxy) if proxy else None
+        self._connect_timeout = upstream.connection.connect_timeout
         self._session: aiohttp.ClientSession | None = None  # made on first use
 
     @property
@@ -57,7 +59,7 @@ class CallsUpstream:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0),
-                timeout=aiohttp.ClientTimeout(total=None, connect=self._up.connect_timeout),
+                timeout=aiohttp.ClientTimeout(total=None, connect=self._connect_timeout),
                 headers={"User-Agent": "tokenbroker"},
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
@@ -69,7 +71,7 @@ class CallsUpstream:
 
     def _timeout(self, deadline: float) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(
-            total=max(deadline - time.monotonic(), 0.001), connect=self._up.connect_timeout
+            total=max(deadline - time.monotonic(), 0.001), connect=self._connect_timeout
         )
 
     async def create(self, sdp: str, session: dict[str, Any]) -> CreatedCall:

@@ -36,36 +36,44 @@ class UpstreamPolicy:
     breaker_reset: float = 2.0
 
 
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """How the broker reaches the upstream, for the mints' client and the calls' one."""
+
+    connect_timeout: float = 5.0
+    max_connections: int = 2000  # mint calls in flight at once
+    proxy: str | None = None  # from the settings (HTTPS_PROXY…)
+
+
 class Upstream:
     def __init__(
         self,
-        client: Client,
+        connection: Connection,
         upstream_url: str,
         api_key: str | None,
         policy: UpstreamPolicy | None = None,
         extra_headers: Mapping[str, str] | None = None,
         on_retry: Callable[[], None] = lambda: None,
-        proxy: str | None = None,
         dialect: Dialect = OPENAI,
         token: EntraToken | None = None,
-        connect_timeout: float = 5.0,
     ) -> None:
-        """``client``: from :func:`make_client` (with ``proxy`` in it); ``proxy`` and
-        ``connect_timeout`` are kept for the calls interface's own client (upstream/calls).
+        """Makes its client from ``connection`` (close it with :meth:`close`).
         ``token``: bearer tokens instead of the key (Azure with Entra ID)."""
         self.dialect = dialect
         self._token = token
-        self.client = client
+        self.connection = connection
+        self.client = make_client(connection)
         self.base_url = upstream_url.rstrip("/")
         self._url = f"{self.base_url}{dialect.path}"
-        self.proxy = proxy  # from the settings (HTTPS_PROXY…)
-        self.connect_timeout = connect_timeout
         key_header = dialect.auth(api_key) if token is None else {}
         self._headers = {**key_header, **(extra_headers or {})}
         self._policy = policy or UpstreamPolicy()
         self._retry = RetryPolicy(self._policy.retries, self._policy.backoff)
         self.breaker = CircuitBreaker(self._policy.breaker_threshold, self._policy.breaker_reset)
         self._on_retry = on_retry
+
+    async def close(self) -> None:
+        await self.client.close()
 
     async def auth_headers(self) -> dict[str, str]:
         """The key (or Entra ID token) and organisation headers of every upstream call."""
@@ -119,31 +127,24 @@ class Upstream:
         return Failure(Kind.STATUS, status, retry_after)
 
 
-def make_client(
-    *,
-    connect_timeout: float,
-    timeout: float,
-    max_connections: int = 2000,
-    proxy: str | None = None,
-) -> Client:
-    """The shared upstream client for mints (close with ``await client.close()``).
+def make_client(connection: Connection) -> Client:
+    """The upstream client for mints (close with ``await client.close()``).
 
-    pyreqwest (Rust's reqwest and hyper under a thin binding): measured at ~60 % of
-    aiohttp's CPU per call and ~0.6x httpx-over-aiohttp's (docs/performance.md). Up to
-    ``max_connections`` requests in flight, so a thousand slow mints never queue; no
-    redirects, no cookies, no proxy from the environment but the settings' one.
+    pyreqwest (Rust's reqwest and hyper under a thin binding): the least CPU per call of
+    the clients measured (docs/performance.md). Up to ``max_connections`` requests in
+    flight, so a thousand slow mints never queue; each request carries its own timeout;
+    no redirects, no cookies, no proxy from the environment but the settings' one.
     """
     builder = (
         ClientBuilder()
-        .max_connections(max_connections)
-        .connect_timeout(timedelta(seconds=connect_timeout))
-        .timeout(timedelta(seconds=timeout))
+        .max_connections(connection.max_connections)
+        .connect_timeout(timedelta(seconds=connection.connect_timeout))
         .follow_redirects(False)
         .default_cookie_store(False)
         .user_agent("tokenbroker")
         .default_headers({"Content-Type": "application/json"})
         .no_proxy()
     )
-    if proxy:
-        builder = builder.proxy(ProxyBuilder.all(proxy))
+    if connection.proxy:
+        builder = builder.proxy(ProxyBuilder.all(connection.proxy))
     return builder.build()
