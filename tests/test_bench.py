@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,9 @@ def test_benchmark_smoke_run_writes_result_and_chart(tmp_path: Path) -> None:
     ):
         assert key in result
     assert result["slow_upstream"]["broker_errors"] == 0
+    assert len(result["slow_upstream"]["rounds_rps"]["floor"]) == 1  # the smoke plan's rounds
+    # the figures name the interpreter they were taken on (its build moves them ~16 %)
+    assert result["machine"]["python"] == os.path.realpath(sys.executable)
     assert 0.9 < result["redis_per_mint"]["round_trips_before_upstream"] < 1.2
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Redis memory per active user" in done.stdout

@@ -33,7 +33,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE)]
 
-from run import AUDIENCE, ISSUER, SECRET, Bench, Plan, Server, redis_stats  # noqa: E402
+from run import AUDIENCE, ISSUER, SECRET, Bench, Plan, Server, machine, redis_stats  # noqa: E402
 
 from tokenbroker.dev.tokens import sign_token  # noqa: E402
 
@@ -123,7 +123,7 @@ def run(calls: int, events: int, window: float, out: Path) -> dict[str, Any]:
     extra = {"upstream": {"url": "", "timeout": "30s", "connect_timeout": "10s",
                           "dialect": "openai"},
              "calls": {"lease": f"{LEASE:g}s", "renew_interval": "500ms"}}  # fmt: skip
-    result: dict[str, Any] = {"calls": calls, "lease_seconds": LEASE}
+    result: dict[str, Any] = {"calls": calls, "lease_seconds": LEASE, "machine": machine()}
     try:
         fake = bench.fake("fake")
         extra["upstream"]["url"] = fake.url + "/v1"
