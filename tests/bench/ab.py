@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -45,8 +44,7 @@ def main() -> None:
         old = bench.broker("old", fake, policies, "old", python=args.baseline_python)
         del os.environ["PYTHONPATH"]
         for broker in (new, old) if args.pin else ():
-            subprocess.run(["taskset", "-a", "-pc", str(cores[0]), str(broker.proc.pid)],
-                           check=True, capture_output=True)  # fmt: skip
+            broker.pin(cores[0])
         tokens = bench.tokens("users", [f"user-{i}" for i in range(2000)])
         bench.loaded_together([(new, tokens), (old, tokens)], 32, 3)  # warm-up
         ratios = []

@@ -27,15 +27,15 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE)]
 
-from run import API_KEY, Bench, Plan, Server, machine, median, paired, policies_file  # noqa: E402
+from run import API_KEY, Bench, Plan, machine, median, paired, policies_file  # noqa: E402
 
 from servers import free_port  # noqa: E402
 
 NODE = HERE / "node"
 # The Node route's CPU per mint on the machine where the per-core targets (>= 1.5x the Node
 # route, <= 200 us per mint) were set. The Node route is the same program on every machine,
-# so it is the yardstick: the broker's CPU per mint at that machine's speed is this times
-# the broker/Node ratio measured here (this 2-core VM runs the same Node route 2.5-3x slower).
+# so it is the yardstick: the broker's CPU per mint at that machine's speed is this divided
+# by the broker-vs-Node ratio measured here (this 2-core VM runs the Node route 2.3-3x slower).
 REFERENCE_NODE_US = 319.0
 
 
@@ -44,11 +44,6 @@ def _node_ready() -> None:
     if not (NODE / "node_modules" / "express").is_dir():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=NODE,
                        check=True, timeout=300)  # fmt: skip
-
-
-def _pin(server: Server, core: int) -> None:
-    subprocess.run(["taskset", "-a", "-pc", str(core), str(server.proc.pid)], check=True,
-                   capture_output=True)  # fmt: skip
 
 
 def run(rounds: int, seconds: int, out: Path) -> dict[str, Any]:
@@ -73,7 +68,7 @@ def run(rounds: int, seconds: int, out: Path) -> dict[str, Any]:
             "floor": bench.floor("floor", fake),
         }  # fmt: skip
         for server in targets.values():
-            _pin(server, measured)
+            server.pin(measured)
         tokens = bench.tokens("users", [f"user-{i}" for i in range(2000)])
         for server in targets.values():  # warm-up, not measured (Node's JIT, pools, caches)
             bench.loaded(server, tokens, 2 if seconds < 2 else 6)

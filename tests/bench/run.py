@@ -116,6 +116,11 @@ class Server:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def pin(self, core: int) -> None:
+        """Keep the process and all its threads on one core."""
+        subprocess.run(["taskset", "-a", "-pc", str(core), str(self.proc.pid)], check=True,
+                       capture_output=True)  # fmt: skip
+
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
