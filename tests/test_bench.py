@@ -37,6 +37,10 @@ def test_benchmark_smoke_run_writes_result_and_chart(tmp_path: Path) -> None:
     # the figures name the interpreter they were taken on (its build moves them ~16 %)
     assert result["machine"]["python"] == os.path.realpath(sys.executable)
     assert 0.9 < result["redis_per_mint"]["round_trips_before_upstream"] < 1.2
+    # the floor is sent what the broker sent upstream (the policy's model added to the
+    # browser's body), so the fake upstream checks the same body for both
+    sent = json.loads(result["floor_body"])
+    assert (sent["voice"], sent["model"]) == ("ash", "gpt-4o-mini-realtime-preview")
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Redis memory per active user" in done.stdout
 

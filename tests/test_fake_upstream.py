@@ -67,3 +67,13 @@ def test_latency_and_faults_are_injectable(upstream: FakeUpstream) -> None:
     assert post(upstream, {}).status_code == 503
     assert "client_secret" not in post(upstream, {}).json()
     assert post(upstream, {}).status_code == 200
+
+
+def test_recording_can_be_switched_at_run_time(upstream: FakeUpstream) -> None:
+    """Off, requests are answered but not kept (the benchmark's mode); on again, kept."""
+    upstream.control(record=False)
+    assert post(upstream, {"voice": "ash"}).status_code == 200
+    assert upstream.received() == []
+    upstream.control(record=True)
+    assert post(upstream, {"voice": "alloy"}).status_code == 200
+    assert [r["body"] for r in upstream.received()] == ['{"voice":"alloy"}']

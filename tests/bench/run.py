@@ -389,6 +389,11 @@ def run(plan: Plan, out: Path) -> dict[str, Any]:
         floor = bench.floor("floor", fast)
         tokens = bench.tokens("users", [f"user-{i}" for i in range(plan.users)])
         # The measured path is a browser's: one request as wrk sends it gets CORS back.
+        # The fake keeps that one request: what the broker sends upstream is what wrk
+        # sends the floor, so the upstream does the same work for both (its check of
+        # the policy's fields is CPU a real upstream spends on its own machines).
+        control = fast.url + "/_fake/control"
+        httpx.post(control, json={"record": True, "reset": True}).raise_for_status()
         first = httpx.post(
             broker.url + "/v1/realtime/sessions",
             content=b'{"voice":"ash"}',
@@ -396,6 +401,10 @@ def run(plan: Plan, out: Path) -> dict[str, Any]:
                      "Authorization": "Bearer " + tokens.read_text().split()[0]},
         )  # fmt: skip
         assert first.headers.get("access-control-allow-origin") == ORIGIN, first.headers
+        (sent,) = httpx.get(fast.url + "/_fake/requests").json()["requests"]
+        httpx.post(control, json={"record": False, "reset": True}).raise_for_status()
+        floor.request = {"MINT_BODY": sent["body"]}
+        result["floor_body"] = sent["body"]
 
         saturation: dict[str, list[float]] = {"broker": [], "floor": []}
         cpu: dict[str, list[float]] = {"broker": [], "floor": []}
@@ -521,6 +530,7 @@ def run(plan: Plan, out: Path) -> dict[str, Any]:
         slow = bench.fake("slow-upstream", latency_ms=250)
         broker_slow = bench.broker("broker-slow", slow, one, "b3")
         floor_slow = bench.floor("floor-slow", slow)
+        floor_slow.request = floor.request
         # Both warmed (1 000 connections to each, its upstream connections, the token
         # cache), then alternating rounds, the ratio paired per round like the others.
         slow_targets = {"broker": broker_slow, "floor": floor_slow}

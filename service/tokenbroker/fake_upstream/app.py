@@ -5,8 +5,9 @@ beta ``POST /v1/realtime/sessions``, GA ``POST /v1/realtime/client_secrets`` and
 It validates bodies against the official schema (:mod:`.validate`), answers 401 without
 a bearer key (or with the wrong one when ``api_key`` is set), and returns an ``ek_``
 secret that expires in 60 s. Knobs, set at start or at run time via ``/_fake/control``:
-latency, and a queue of faults (status codes, ``invalid_json``, ``no_secret``, ``hang``,
-``reset``: the connection drops mid-reply).
+latency, recording what arrives (on unless started with ``--no-record``), and a queue
+of faults (status codes, ``invalid_json``, ``no_secret``, ``hang``, ``reset``: the
+connection drops mid-reply).
 ``/_fake/requests`` lists what it received, so tests can see what the broker sent.
 """
 
@@ -207,6 +208,8 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
             controls.fail_rate = float(body["fail_rate"])
         if "faults" in body:
             controls.faults = deque(str(f) for f in body["faults"])
+        if "record" in body:
+            controls.record = bool(body["record"])
         if body.get("reset"):
             controls.received.clear()
             controls.count = 0
