@@ -40,7 +40,7 @@ class UpstreamPolicy:
 class Connection:
     """How the broker reaches the upstream, for the mints' client and the calls' one."""
 
-    connect_timeout: float = 5.0
+    connect_timeout: float  # the settings' `upstream.connect_timeout`
     max_connections: int = 2000  # mint calls in flight at once
     proxy: str | None = None  # from the settings (HTTPS_PROXY…)
 
