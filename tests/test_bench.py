@@ -34,6 +34,12 @@ def test_benchmark_smoke_run_writes_result_and_chart(tmp_path: Path) -> None:
         assert key in result
     assert result["slow_upstream"]["broker_errors"] == 0
     assert len(result["slow_upstream"]["rounds_rps"]["floor"]) == 1  # the smoke plan's rounds
+    # each round's whole-machine CPU per request, split by process (the server, the
+    # upstream, Redis, wrk), the parts adding up to the whole
+    for name, cpu in result["slow_upstream"]["cpu_us_per_request"].items():
+        assert cpu["server"] > 0 and cpu["upstream"] > 0 and cpu["load"] > 0, (name, cpu)
+        parts = cpu["server"] + cpu["upstream"] + cpu["redis"] + cpu["load"]
+        assert abs(cpu["machine"] - parts) < 0.01 * parts + 1, (name, cpu)
     # the figures name the interpreter they were taken on (its build moves them ~16 %)
     assert result["machine"]["python"] == os.path.realpath(sys.executable)
     assert 0.9 < result["redis_per_mint"]["round_trips_before_upstream"] < 1.2
@@ -43,6 +49,7 @@ def test_benchmark_smoke_run_writes_result_and_chart(tmp_path: Path) -> None:
     assert (sent["voice"], sent["model"]) == ("ash", "gpt-4o-mini-realtime-preview")
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Redis memory per active user" in done.stdout
+    assert "whole machine's CPU per request there" in done.stdout
 
 
 def test_live_call_benchmark_smoke_run(tmp_path: Path) -> None:

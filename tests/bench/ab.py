@@ -20,7 +20,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from run import FULL, Bench, policies_file
+from harness import FULL, Bench, policies_file
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE)]
 
-from run import AUDIENCE, ISSUER, SECRET, Bench, Plan, Server, machine, redis_stats  # noqa: E402
+from harness import AUDIENCE, ISSUER, SECRET, Bench, Plan, Server, machine, redis_stats  # noqa: E402
 
 from tokenbroker.dev.tokens import sign_token  # noqa: E402
 

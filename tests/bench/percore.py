@@ -27,7 +27,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE)]
 
-from run import API_KEY, Bench, Plan, machine, median, paired, policies_file  # noqa: E402
+from harness import API_KEY, Bench, Plan, machine, median, paired, policies_file  # noqa: E402
 
 from servers import free_port  # noqa: E402
 
