@@ -100,6 +100,7 @@ def slow_upstream(
             for name in targets
         },
         "idle_share": {name: median([got["idle_share"] for got in runs[name]]) for name in targets},
+        "rounds_machine_us": machine,
         "broker_extra_machine_us": paired(machine["broker"], machine["floor"], ratio=False),
         "machine_cpu_ratio": paired(machine["floor"], machine["broker"], ratio=True),
     }
