@@ -28,20 +28,42 @@ def dev(
     server.stop()
 
 
-def test_printed_curl_returns_a_client_secret(
-    dev: tuple[TokenbrokerServer, dict[str, str]],
-) -> None:
-    """The curl command dev prints, run by a shell as pasted, mints a secret."""
-    server, _ = dev
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenbrokerServer]:
+    """`tokenbroker dev` as `./scripts/dev` runs it: the packaged dev policy."""
+    env = {"HOME": str(tmp_path_factory.mktemp("home")), "XDG_STATE_HOME": ""}
+    server = TokenbrokerServer(["dev", "--port", str(free_port())], env)
+    yield server
+    server.stop()
+
+
+def paste_printed_curl(server: TokenbrokerServer) -> str:
+    """What the curl command dev prints answers, run by a shell as pasted."""
     match = re.search(r"^curl .*?-d '[^']*'$", server.output, re.MULTILINE | re.DOTALL)
     assert match, server.output
     assert shutil.which("bash") and shutil.which("curl")
     result = subprocess.run(
         ["bash", "-c", match.group(0)], capture_output=True, text=True, timeout=30, check=True
     )
-    assert '"client_secret":{"value":"ek_' in result.stdout
+    return result.stdout
+
+
+def test_printed_curl_returns_a_client_secret(
+    dev: tuple[TokenbrokerServer, dict[str, str]],
+) -> None:
+    """The curl command dev prints, run by a shell as pasted, mints a secret."""
+    server, _ = dev
+    assert '"client_secret":{"value":"ek_' in paste_printed_curl(server)
     # the fake upstream's server (a thread of the same process) does not announce itself
     assert server.output.count("Started server process") == 1, server.output
+
+
+def test_printed_curl_works_on_the_packaged_dev_policy(packaged: TokenbrokerServer) -> None:
+    """With no --policies (./scripts/dev), the printed body asks for what the packaged
+    policy allows (one of its voices), so the pasted curl mints a secret too."""
+    out = paste_printed_curl(packaged)
+    assert '"client_secret":{"value":"ek_' in out, out
+    assert "Dev policy 'dev' (" in packaged.output
 
 
 def test_demo_page(dev: tuple[TokenbrokerServer, dict[str, str]]) -> None:

@@ -66,19 +66,20 @@ def dev_settings(policies: Path, secret: str, origins: Sequence[str] = ()) -> Se
     )
 
 
-def _describe(policies: Path) -> str:
-    """What the dev policy allows, in a sentence a person reads at start."""
+def _dev_policy(policies: Path, sub: str) -> tuple[str, dict[str, str]]:
+    """What the policy of the printed token's user allows, in a sentence a person reads at
+    start, and a request body it accepts (one of its voices) for the printed curl."""
     from tokenbroker.policy.parse import parse_policy_text
 
-    document = parse_policy_text(policies.read_text())
-    policy = document.policies[document.default_policy]
+    policy = parse_policy_text(policies.read_text()).select(sub, {})
     limits = ", ".join(f"{r.limit} per {r.per_text}" for r in policy.limits) or "no limit"
     calls = policy.calls
     live = f", {calls.max_live_calls} live per user" if calls.max_live_calls else ""
     parts = [f"requests (mints and calls): {limits} per user",
              f"calls up to {calls.max_duration / 60:g} min{live}"]  # fmt: skip
     parts += [f"budget {b.name}" for b in policy.budgets]
-    return f"policy {policy.name!r} ({policies}): " + "; ".join(parts)
+    voice = policy.voices[0] if policy.voices else "alloy"
+    return f"policy {policy.name!r} ({policies}): " + "; ".join(parts), {"voice": voice}
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
@@ -108,11 +109,12 @@ def cmd_dev(args: argparse.Namespace) -> None:
 
     configure_logging("info", "json")
     url = f"http://{args.host}:{args.port}"
-    body = json.dumps({"voice": "ash"})
+    description, example = _dev_policy(policies, args.sub)
+    body = json.dumps(example)
     origins = ", ".join(["localhost and 127.0.0.1 (any port)", *args.cors_origin])
     print(
         f"tokenbroker dev: in-process store, fake upstream, dev signing key.\n"
-        f"Dev {_describe(policies)}\n"
+        f"Dev {description}\n"
         f"Browsers may call it from: {origins}\n"
         f"Demo page: {url}/   Browser client: {url}/v1/client.js\n"
         f"Try it (token for user {args.sub!r}, valid 12 h):\n\n"
