@@ -78,7 +78,7 @@ def test_a_multipart_offer_with_a_ga_session_is_enforced(
                "audio": {"output": {"voice": "alloy"}}}  # fmt: skip
     reply = create_call(broker, user(), session)
     cid = call_id(reply)
-    assert reply.headers["policy-adjusted"] == "max_response_output_tokens"
+    assert reply.headers["policy-adjusted"] == "session.max_output_tokens"  # as it was sent
     state = fake.call(cid)["session"]
     assert state["audio"]["output"]["voice"] == "alloy"
     assert state["max_output_tokens"] == 1000  # clamped to the policy's cap
@@ -138,7 +138,7 @@ def test_a_refused_call_keeps_the_allowance(broker: TokenbrokerServer, fake: Fak
     bad = httpx.post(f"{broker.url}/v1/realtime/calls", content=b"nope", headers=headers)
     _error(bad, 400, "invalid_offer")
     denied = create_call(broker, sub, {"type": "realtime", "instructions": "x"}, tier="limited")
-    _error(denied, 403, "instructions_not_allowed")
+    assert _error(denied, 403, "instructions_not_allowed")["param"] == "session.instructions"
     first = create_call(broker, sub, tier="limited")
     fake.watched(call_id(first))
     _error(create_call(broker, sub, tier="limited"), 429, "rate_limit_exceeded")

@@ -107,6 +107,10 @@ def test_beta_sessions_through_the_sdk(client: openai.OpenAI, upstream: FakeUpst
     assert sent(upstream)["session"]["audio"]["output"]["voice"] == "cedar"
 
 
+SEED_FIELD_REFUSALS = {"model_not_allowed", "voice_not_allowed", "instructions_not_allowed",
+                       "input_audio_format_not_allowed", "transcription_not_allowed"}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("plan", "request_", "error", "code", "param"),
     [
@@ -115,7 +119,19 @@ def test_beta_sessions_through_the_sdk(client: openai.OpenAI, upstream: FakeUpst
         ("ga", {"expires_after": {"anchor": "created_at", "seconds": 5}},
          openai.BadRequestError, "invalid_value", "expires_after.seconds"),
         ("ga", {"session": {"type": "realtime", "model": "gpt-4o-realtime-preview"}},
-         openai.PermissionDeniedError, "model_not_allowed", "model"),
+         openai.PermissionDeniedError, "model_not_allowed", "session.model"),
+        ("ga", {"session": {"type": "realtime", "audio": {"output": {"voice": "ash"}}}},
+         openai.PermissionDeniedError, "voice_not_allowed", "session.audio.output.voice"),
+        ("ga", {"session": {"type": "realtime", "audio": {"input": {"format":
+                            {"type": "audio/pcma"}}}}},
+         openai.PermissionDeniedError, "input_audio_format_not_allowed",
+         "session.audio.input.format"),
+        ("ga", {"session": {"type": "realtime", "audio": {"input": {"transcription":
+                            {"model": "gpt-4o-mini-transcribe"}}}}},
+         openai.PermissionDeniedError, "transcription_not_allowed",
+         "session.audio.input.transcription.model"),
+        ("ga", {"session": {"type": "realtime", "instructions": "Be rude."}},
+         openai.PermissionDeniedError, "instructions_not_allowed", "session.instructions"),
         ("ga", {"session": {"type": "realtime", "reasoning": {"effort": "high"}}},
          openai.PermissionDeniedError, "reasoning_not_allowed", "session.reasoning.effort"),
         ("ga", {"session": {"type": "realtime", "prompt": {"id": "pmpt_other"}}},
@@ -127,7 +143,7 @@ def test_beta_sessions_through_the_sdk(client: openai.OpenAI, upstream: FakeUpst
          openai.PermissionDeniedError, "include_not_allowed", "session.include"),
         ("ga", {"session": {"type": "realtime", "tools": [{"type": "mcp", "server_label": "x",
                             "server_url": "https://mcp.example/sse"}]}},
-         openai.PermissionDeniedError, "tools_not_allowed", "tools[0]"),
+         openai.PermissionDeniedError, "tools_not_allowed", "session.tools[0]"),
         ("strict", {"session": {"type": "transcription"}}, openai.PermissionDeniedError,
          "session_type_not_allowed", "session.type"),
         ("strict", {"session": {"type": "realtime", "tracing": "auto"}},
@@ -144,7 +160,8 @@ def test_refusals_are_the_sdks_exceptions(
     param: str,
 ) -> None:
     """Bad input and policy refusals reach the SDK as its exception classes, with the §2
-    code and param; nothing reaches the upstream."""
+    code and the param as the GA request has the field (its message quotes the same
+    path); nothing reaches the upstream."""
     token = make_token("refused", plan=plan)
     with (
         openai.OpenAI(base_url=broker.url + "/v1", api_key=token, max_retries=0) as sdk,
@@ -152,6 +169,8 @@ def test_refusals_are_the_sdks_exceptions(
     ):
         sdk.realtime.client_secrets.create(**request_)
     assert (caught.value.code, caught.value.param) == (code, param)
+    if code in SEED_FIELD_REFUSALS:  # the message names the field the same way
+        assert f"'{param}'" in caught.value.message, caught.value.message
     assert upstream.received() == []
 
 

@@ -20,14 +20,13 @@ from typing import Any
 from tokenbroker.errors import InvalidRequest, NotFound, RateLimited, Unavailable
 from tokenbroker.flow.context import RequestContext
 from tokenbroker.flow.live import LiveCalls
-from tokenbroker.flow.mint import Broker
+from tokenbroker.flow.mint import Broker, enforce_ga_session
 from tokenbroker.infra.redis import STORE_ERRORS
 from tokenbroker.live.registry import CallRecord
-from tokenbroker.policy.enforce import enforce
 from tokenbroker.policy.enforce_ga import enforce_ga
 from tokenbroker.policy.ga_request import validate_client_secret_request
 from tokenbroker.upstream.calls import CALL_ID, CreatedCall
-from tokenbroker.upstream.dialects.ga import from_ga, to_ga
+from tokenbroker.upstream.dialects.ga import from_ga, ga_path, to_ga
 
 MAX_SDP_LINE = 4096
 
@@ -81,7 +80,7 @@ class CallFlow:
         seed, ga_only = from_ga(_session_request(session))
         policy, global_limits = broker.policy(user_id, claims, log)
         await broker.admit(user_id, policy, call=True)
-        enforced = enforce(policy, seed)
+        enforced = enforce_ga_session(policy, seed)
         extra, clamped = enforce_ga(policy, ga_only, None)
         body, dropped = to_ga(enforced.session, extra)
         ga_session: dict[str, Any] = body["session"]
@@ -121,7 +120,8 @@ class CallFlow:
         self._live.watch(record)
         log.detail = f"call={record.call_id}"
         if clamped or enforced.adjusted or dropped:
-            headers["Policy-Adjusted"] = ", ".join((*enforced.adjusted, *clamped, *dropped))
+            names = (*enforced.adjusted, *clamped, *dropped)
+            headers["Policy-Adjusted"] = ", ".join(map(ga_path, names))
         headers["Location"] = f"/v1/realtime/calls/{record.call_id}"
         return CallReply(record.call_id, answer, headers)
 

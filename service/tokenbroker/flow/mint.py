@@ -25,16 +25,30 @@ from tokenbroker.limits.headers import rate_limit_headers
 from tokenbroker.limits.ledger import UsageLedger, retry_after
 from tokenbroker.limits.rules import LimitRule
 from tokenbroker.policy.cache import PolicyCache
-from tokenbroker.policy.enforce import enforce
+from tokenbroker.policy.enforce import Enforced, enforce
 from tokenbroker.policy.enforce_ga import enforce_ga
 from tokenbroker.policy.ga_request import validate_client_secret_request
 from tokenbroker.policy.model import Policy
 from tokenbroker.policy.session import validate_session
 from tokenbroker.upstream.client import Upstream
-from tokenbroker.upstream.dialects.ga import from_ga
+from tokenbroker.upstream.dialects.ga import from_ga, ga_path
 from tokenbroker.upstream.failures import Minted, UpstreamError
 
 T = TypeVar("T")
+
+
+def enforce_ga_session(policy: Policy, seed: dict[str, Any]) -> Enforced:
+    """:func:`enforce` on the seed fields of a GA-shaped session (the GA endpoint, live
+    calls), a refusal naming the field by the request's own path
+    (``session.audio.output.voice``, not ``voice``)."""
+    try:
+        return enforce(policy, seed)
+    except BrokerError as exc:
+        if exc.param:
+            path = ga_path(exc.param)
+            exc.message = exc.message.replace(f"'{exc.param}'", f"'{path}'")
+            exc.param = path
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +96,12 @@ class Broker:
         seed, ga_only = from_ga(request.get("session") or {"type": "realtime"})
         policy, global_limits = self.policy(user_id, claims, log)
         await self.admit(user_id, policy, call=False)
-        enforced = enforce(policy, seed)
+        enforced = enforce_ga_session(policy, seed)
         ttl = (request.get("expires_after") or {}).get("seconds")
         extra, clamped = enforce_ga(policy, ga_only, ttl)
         minted, headers = await self._mint(
             user_id, policy, global_limits, enforced.session, extra,
-            (*enforced.adjusted, *clamped), log,
+            (*enforced.adjusted, *clamped), log, paths=ga_path,
         )  # fmt: skip
         session = {"type": extra["type"]}
         if extra["type"] == "realtime":
@@ -142,8 +156,10 @@ class Broker:
         ga_only: dict[str, Any],
         adjusted: tuple[str, ...],
         log: RequestContext,
+        paths: Callable[[str], str] | None = None,
     ) -> tuple[Minted, dict[str, str]]:
-        """A client secret from the upstream, in its dialect."""
+        """A client secret from the upstream, in its dialect; ``paths`` names the fields in
+        Policy-Adjusted as the request has them (GA requests)."""
         log.model = session.get("model")
         log.voice = session.get("voice")
         request_body, dropped = self.upstream.dialect.shape(session, ga_only)
@@ -151,7 +167,8 @@ class Broker:
             user_id, policy, global_limits, lambda: self.upstream.create_session(request_body), log
         )
         if adjusted or dropped:  # clamped, or not sent: this dialect lacks it
-            headers["Policy-Adjusted"] = ", ".join((*adjusted, *dropped))
+            names = (*adjusted, *dropped)
+            headers["Policy-Adjusted"] = ", ".join(map(paths, names) if paths else names)
         return minted, headers
 
     async def charged(

@@ -9,6 +9,7 @@ returned by name so the reply's ``Policy-Adjusted`` says it was not sent.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tokenbroker.policy.session import GA_FORMATS, SEED_FORMAT
@@ -25,6 +26,35 @@ TURN_DETECTION_KEYS = {  # what each GA turn-detection type takes
     "semantic_vad": {"type", "eagerness", "create_response", "interrupt_response"},
 }  # fmt: skip
 TOP_LEVEL_GA = ("tracing", "reasoning", "prompt", "include", "truncation", "parallel_tool_calls")
+
+
+# Where a GA request has the field a seed name or GA-only key stands for: the paths
+# :func:`from_ga` reads. Refusals and Policy-Adjusted answer a GA request in its own paths.
+GA_PATHS = {
+    **{key: f"session.{key}" for key in ("model", "instructions", "tools", "tool_choice")},
+    "modalities": "session.output_modalities",
+    "max_response_output_tokens": "session.max_output_tokens",
+    "input_audio_format": "session.audio.input.format",
+    **{seed: f"session.audio.input.{ga}" for seed, ga in INPUT.items()},
+    "output_audio_format": "session.audio.output.format",
+    "voice": "session.audio.output.voice",
+    "speed": "session.audio.output.speed",
+    **{key: f"session.{key}" for key in TOP_LEVEL_GA},
+    "expires_after": "expires_after.seconds",
+}
+_HEAD = re.compile(r"[a-z_]+")
+
+
+def ga_path(name: str) -> str:
+    """``name`` (a seed field or GA-only key, with any tail: ``tools[0]``,
+    ``turn_detection.eagerness``) as the GA request's path; a name GA has no place for
+    (``temperature``), or one that is a GA path already, stays as it is."""
+    if name.startswith(("session.", "expires_after.")):
+        return name
+    head = _HEAD.match(name)
+    if head is None or head.group() not in GA_PATHS:
+        return name
+    return GA_PATHS[head.group()] + name[head.end() :]
 
 
 def _turn_detection(value: Any, dropped: list[str]) -> Any:
