@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 
 from conftest import API_KEY, FakeUpstream, StartBroker, make_token
 from servers import TokenbrokerServer
-from tokenbroker.upstream.dialects.ga import from_ga, to_ga
+from tokenbroker.upstream.dialects.ga import GA_PATHS, from_ga, ga_path, to_ga
 
 SESSIONS = "/v1/realtime/sessions"
 
@@ -72,6 +72,25 @@ class TestShapes:
         assert list(GA.iter_errors({"session": ga})) == []
         body, dropped = to_ga(*from_ga(ga))
         assert body == {"session": ga} and dropped == ()
+
+    def test_the_ga_paths_are_where_the_fields_go(self) -> None:
+        """GA_PATHS (the names of a GA request's refusals and clamps) point where to_ga
+        writes each seed field and GA-only key, in a body valid GA."""
+        ga_only = {"speed": 1.1, "tracing": "auto", "reasoning": {"effort": "low"},
+                   "prompt": {"id": "pmpt_1"}, "include": [], "truncation": "auto",
+                   "parallel_tool_calls": True, "expires_after": 60}  # fmt: skip
+        seed = {k: v for k, v in FULL_SEED.items() if k != "temperature"}
+        body, _ = to_ga(seed, ga_only)
+        assert list(GA.iter_errors(body)) == []
+        assert set(GA_PATHS) == set(seed) | set(ga_only)
+        for name, path in GA_PATHS.items():
+            node: Any = body
+            for step in path.split("."):
+                assert isinstance(node, dict) and step in node, (name, path, body)
+                node = node[step]
+        assert ga_path("tools[0]") == "session.tools[0]"
+        assert ga_path("turn_detection.eagerness") == "session.audio.input.turn_detection.eagerness"
+        assert ga_path("temperature") == "temperature"  # GA has no place for it
 
     def test_expiry_goes_beside_the_session(self) -> None:
         """A client-secret TTL becomes GA's expires_after."""
