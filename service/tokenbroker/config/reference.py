@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
 
 from tokenbroker.config.settings import ProviderSettings, Settings
 
@@ -21,7 +20,7 @@ END = "<!-- end of settings table -->"
 def _default(info: Any) -> str:
     if info.default_factory is not None:
         value = info.default_factory()
-    elif info.default is PydanticUndefined:
+    elif info.is_required():
         return "required"
     else:
         value = info.default
