@@ -20,7 +20,7 @@ from typing import Any
 from tokenbroker.errors import InvalidRequest, NotFound, RateLimited, Unavailable
 from tokenbroker.flow.context import RequestContext
 from tokenbroker.flow.live import LiveCalls
-from tokenbroker.flow.mint import Broker, enforce_ga_session
+from tokenbroker.flow.mint import Broker, enforce_ga_session, policy_adjusted
 from tokenbroker.infra.redis import STORE_ERRORS
 from tokenbroker.live.registry import CallRecord
 from tokenbroker.policy.enforce_ga import enforce_ga
@@ -121,7 +121,7 @@ class CallFlow:
         log.detail = f"call={record.call_id}"
         if clamped or enforced.adjusted or dropped:
             names = (*enforced.adjusted, *clamped, *dropped)
-            headers["Policy-Adjusted"] = ", ".join(map(ga_path, names))
+            headers["Policy-Adjusted"] = policy_adjusted(names, ga_path)
         headers["Location"] = f"/v1/realtime/calls/{record.call_id}"
         return CallReply(record.call_id, answer, headers)
 

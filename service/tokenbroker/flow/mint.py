@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -35,6 +35,12 @@ from tokenbroker.upstream.dialects.ga import from_ga, ga_path
 from tokenbroker.upstream.failures import Minted, UpstreamError
 
 T = TypeVar("T")
+
+
+def policy_adjusted(names: Iterable[str], paths: Callable[[str], str] | None = None) -> str:
+    """The Policy-Adjusted header: each field once (clamped and then not sent is one
+    field), named as the request has it (``paths``: GA requests)."""
+    return ", ".join(dict.fromkeys(map(paths, names) if paths else names))
 
 
 def enforce_ga_session(policy: Policy, seed: dict[str, Any]) -> Enforced:
@@ -167,8 +173,7 @@ class Broker:
             user_id, policy, global_limits, lambda: self.upstream.create_session(request_body), log
         )
         if adjusted or dropped:  # clamped, or not sent: this dialect lacks it
-            names = (*adjusted, *dropped)
-            headers["Policy-Adjusted"] = ", ".join(map(paths, names) if paths else names)
+            headers["Policy-Adjusted"] = policy_adjusted((*adjusted, *dropped), paths)
         return minted, headers
 
     async def charged(
