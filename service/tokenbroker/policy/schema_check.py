@@ -5,7 +5,8 @@ document: types, enums, ranges, closed objects, no prose. fastjsonschema compile
 component once, at import; the check costs tens of µs per request where jsonschema took
 ~480 µs on the same GA body (docs/performance.md). A failure becomes the §2 error:
 ``unknown_parameter``, ``invalid_type`` or ``invalid_value``, with the field's path as
-``param``.
+``param`` and, in the message, what the field must be, in the schema's own terms (its
+range, kinds or values; never the value sent).
 """
 
 from __future__ import annotations
@@ -104,5 +105,70 @@ def check(validator: Check, body: Any, *, prefix: str = "") -> Any:
         param = _param(path)
         code = "invalid_type" if exc.rule == "type" else "invalid_value"
         where = f"'{param}'" if param else "The request body"
-        raise InvalidRequest(code, f"Invalid value for {where}.", param=param) from None
+        why = _why(exc.rule, exc.rule_definition)
+        message = f"Invalid value for {where}" + (f": {why}." if why else ".")
+        raise InvalidRequest(code, message, param=param) from None
     return body
+
+
+_KINDS = {"string": "a string", "number": "a number", "integer": "an integer",
+          "boolean": "true or false", "object": "an object", "array": "an array",
+          "null": "null"}  # fmt: skip
+_BOUNDS = {
+    "minimum": "at least {}",
+    "maximum": "at most {}",
+    "exclusiveMinimum": "greater than {}",
+    "exclusiveMaximum": "less than {}",
+    "minLength": "at least {} characters long",
+    "maxLength": "at most {} characters long",
+    "minItems": "a list of at least {} items",
+    "maxItems": "a list of at most {} items",
+}
+_SHOWN = 12  # allowed values listed in a message, at most
+
+
+def _choices(values: list[Any]) -> str:
+    """``"inf"``, or ``one of "a", "b", …`` (the first few)."""
+    if len(values) == 1:
+        return json.dumps(values[0])
+    shown = ", ".join(json.dumps(v) for v in values[:_SHOWN])
+    return "one of " + shown + (", …" if len(values) > _SHOWN else "")
+
+
+def _alternative(schema: Any) -> str | None:
+    """One branch of an anyOf in words (``an integer from 1 to 4096``, ``"inf"``), or
+    None when it is more than a kind, a range or a few values."""
+    if not isinstance(schema, dict):
+        return None
+    values = schema.get("enum")
+    if isinstance(values, list):
+        return _choices(values)
+    if "const" in schema:
+        return json.dumps(schema["const"])
+    kind = schema.get("type")
+    if not isinstance(kind, str) or set(schema) - {"type", "minimum", "maximum"}:
+        return None
+    low, high = schema.get("minimum"), schema.get("maximum")
+    span = (f" from {low} to {high}" if low is not None and high is not None
+            else f" of at least {low}" if low is not None
+            else f" of at most {high}" if high is not None else "")  # fmt: skip
+    return _KINDS.get(kind, kind) + span
+
+
+def _why(rule: str | None, limit: Any) -> str | None:
+    """What the schema's failed ``rule`` wants, from its own ``limit`` (never the value
+    sent); None where a sentence would not explain it (patterns, nested schemas)."""
+    if rule == "type":
+        kinds = limit if isinstance(limit, list) else [limit]
+        return "must be " + " or ".join(_KINDS.get(str(k), str(k)) for k in kinds)
+    if rule == "enum" and isinstance(limit, list):
+        return "must be " + _choices(limit)
+    if rule == "const":
+        return f"must be {json.dumps(limit)}"
+    if rule in _BOUNDS:
+        return "must be " + _BOUNDS[rule].format(limit)
+    if rule in ("anyOf", "oneOf") and isinstance(limit, list):
+        branches = [_alternative(branch) for branch in limit]
+        if all(branches):
+            return "must be " + " or ".join(b for b in branches if b)
+    return None
