@@ -50,6 +50,7 @@ def test_policy_lifecycle_over_http(broker: TokenbrokerServer) -> None:
     ).json()
     assert dry["version"] is None
     assert "+    temperature: {min: 0.6, max: 1.0, default: 0.8}" in dry["diff"]
+    assert dry["notes"] == []  # models the reference lists (policy apply's notes)
 
     applied = httpx.post(broker.url + "/admin/policy", content=edited, headers=yaml_headers)
     assert applied.status_code == 200

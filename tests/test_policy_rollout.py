@@ -149,6 +149,32 @@ def test_invalid_file_is_refused_by_the_command(cli_config: Path) -> None:
         assert "policies.p.max_response_output_tokens.default: 900" in result.stderr
 
 
+def test_a_model_the_reference_does_not_list_gets_a_note(tmp_path: Path, cli_config: Path) -> None:
+    """A valid file whose policies allow a model the GA reference does not list (a typo, or
+    a model newer than the reference) passes `policy validate` and `policy apply` with a
+    note naming the model and the policies that allow it; Azure's deployment names get
+    none, nor do listed models."""
+    policies = tmp_path / "typo.yaml"
+    policies.write_text(
+        "default_policy: basic\npolicies:\n"
+        "  basic: {models: [gpt-realtime-minni, gpt-realtime]}\n"
+        "  other: {extends: basic}\n"
+    )
+
+    def validate(*extra: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "tokenbroker", "policy", "validate", str(policies), *extra]
+        return subprocess.run(argv, capture_output=True, text=True, check=True)
+
+    notes = [line for line in validate().stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "'gpt-realtime-minni' (policies basic, other)" in notes[0]
+    applied = run_cli(cli_config, "policy", "apply", "--dry-run", str(policies))  # GA dialect
+    assert applied.returncode == 0, applied.stderr
+    assert [line for line in applied.stderr.splitlines() if line.startswith("note:")] == notes
+    assert "note:" not in validate("--dialect", "azure").stderr
+    policies.write_text("default_policy: basic\npolicies:\n  basic: {models: [gpt-realtime]}\n")
+    assert "note:" not in validate().stderr
+
+
 def test_user_assignment_is_live_on_every_replica(
     fleet: list[TokenbrokerServer], cli_config: Path
 ) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,9 @@ from tokenbroker.config.load import SettingsError, config_path, environment, loa
 from tokenbroker.config.settings import Settings
 from tokenbroker.errors import BrokerError
 from tokenbroker.limits.rules import parse_duration
-from tokenbroker.policy.model import PolicyError
+from tokenbroker.policy.model import PolicyError, PolicySet
 from tokenbroker.policy.parse import parse_policy_text
-from tokenbroker.policy.vocabulary import VOCABULARIES, Vocabulary
+from tokenbroker.policy.vocabulary import VOCABULARIES, Vocabulary, model_notes
 
 
 def settings_from_args(args: argparse.Namespace, *, require_secrets: bool = True) -> Settings:
@@ -35,16 +36,21 @@ def _print_policy_errors(path: str, exc: PolicyError) -> None:
         print(f"  {error}", file=sys.stderr)
 
 
-def _read_policy_file(path: str, vocabulary: Vocabulary) -> str:
+def _read_policy_file(path: str, vocabulary: Vocabulary) -> tuple[str, PolicySet]:
+    """The file's text and document if it is valid, else exit naming every error."""
     try:
         text = Path(path).read_text()
-        parse_policy_text(text, vocabulary)
+        return text, parse_policy_text(text, vocabulary)
     except OSError as exc:
         sys.exit(f"tokenbroker: cannot read {path}: {exc}")
     except PolicyError as exc:
         _print_policy_errors(path, exc)
         sys.exit(1)
-    return text
+
+
+def _print_notes(notes: Iterable[str]) -> None:
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 async def _operate(args: argparse.Namespace) -> None:
@@ -90,8 +96,9 @@ async def _dispatch(args: argparse.Namespace, ops: Any) -> None:
                    or getattr(args, "calls_command", None))  # fmt: skip
     action = f"{args.command} {sub_command or args.audit_command}"
     if action == "policy apply":
-        text = _read_policy_file(args.file, ops.vocabulary)
+        text, _ = _read_policy_file(args.file, ops.vocabulary)
         applied = await ops.apply(text, dry_run=args.dry_run, note=args.file)
+        _print_notes(applied.notes)
         print(applied.diff or "no changes")
         print(
             "dry run: nothing applied" if args.dry_run else f"applied as version {applied.version}"
@@ -135,7 +142,9 @@ async def _dispatch(args: argparse.Namespace, ops: Any) -> None:
 
 def cmd_policy(args: argparse.Namespace) -> None:
     if args.policy_command == "validate":
-        _read_policy_file(args.file, VOCABULARIES[args.dialect])
+        vocabulary = VOCABULARIES[args.dialect]
+        _, document = _read_policy_file(args.file, vocabulary)
+        _print_notes(model_notes(document.policies.values(), vocabulary))
         print(f"{args.file}: valid for dialect {args.dialect}")
     else:
         asyncio.run(_operate(args))

@@ -21,7 +21,7 @@ from tokenbroker.live.registry import CallRecord, CallRegistry
 from tokenbroker.policy.model import PolicyError, PolicySet
 from tokenbroker.policy.parse import parse_policy_text
 from tokenbroker.policy.store import PolicyStore, PolicyVersion
-from tokenbroker.policy.vocabulary import GA, Vocabulary
+from tokenbroker.policy.vocabulary import GA, Vocabulary, model_notes
 
 
 def _invalid(exc: PolicyError) -> InvalidRequest:
@@ -39,6 +39,7 @@ def validate(text: str, vocabulary: Vocabulary = GA) -> PolicySet:
 class Applied:
     diff: str
     version: int | None  # None for a dry run
+    notes: tuple[str, ...] = ()  # models the reference does not list (policy/vocabulary.py)
 
 
 class Operations:
@@ -75,7 +76,8 @@ class Operations:
 
     async def apply(self, text: str, *, dry_run: bool = False, note: str = "") -> Applied:
         """Validate, diff against the live version, and (unless a dry run) apply."""
-        validate(text, self.vocabulary)
+        document = validate(text, self.vocabulary)
+        notes = tuple(model_notes(document.policies.values(), self.vocabulary))
         live, _ = await self.live()
         before = live.text if live else ""
         name = f"live (version {live.version})" if live else "live (none)"
@@ -85,8 +87,8 @@ class Operations:
             )
         )
         if dry_run:
-            return Applied(diff, None)
-        return Applied(diff, await self.store.apply(text, note=note))
+            return Applied(diff, None, notes)
+        return Applied(diff, await self.store.apply(text, note=note), notes)
 
     async def rollback(self, version: int) -> int:
         target = await self.store.get(version)

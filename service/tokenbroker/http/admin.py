@@ -72,7 +72,8 @@ def admin_routes(admin_token: str) -> list[Route]:
             text, dry_run=dry_run, note=request.query_params.get("note", "admin api")
         )
         await _adopt(request)
-        return JSONResponse({"diff": applied.diff, "version": applied.version})
+        body = {"diff": applied.diff, "version": applied.version, "notes": list(applied.notes)}
+        return JSONResponse(body)
 
     async def history(request: Request) -> Response:
         items = await _operations(request).history()

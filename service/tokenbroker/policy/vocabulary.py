@@ -2,15 +2,20 @@
 
 The beta schema enumerates its models and voices, so a policy for ``openai-beta`` may
 list only those. The GA schema takes any string for both (new models, custom voices,
-Azure deployment names), so for ``openai`` and ``azure`` any non-empty name is valid.
+Azure deployment names), so for ``openai`` and ``azure`` any non-empty name is valid;
+for ``openai`` a model the GA schema does not list is worth a note (a newer model, or a
+typo that every mint would meet at the upstream).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
+
+from tokenbroker.policy.model import Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +23,7 @@ class Vocabulary:
     dialect: str
     models: tuple[str, ...] | None  # None: any name
     voices: tuple[str, ...] | None
+    listed_models: tuple[str, ...] | None = None  # the reference's models (None: no notes)
 
 
 def _enum(schema: Any) -> tuple[str, ...] | None:
@@ -36,12 +42,43 @@ def _enum(schema: Any) -> tuple[str, ...] | None:
     return tuple(found)
 
 
+def _defs(file: str) -> Any:
+    return json.loads(resources.files("tokenbroker").joinpath("schemas", file).read_text())["$defs"]
+
+
 def _beta() -> Vocabulary:
-    path = resources.files("tokenbroker").joinpath("schemas", "realtime-sessions.json")
-    defs = json.loads(path.read_text())["$defs"]
-    session = defs["RealtimeSessionCreateRequest"]["properties"]
-    return Vocabulary("openai-beta", _enum(session["model"]), _enum(defs["VoiceIdsShared"]))
+    defs = _defs("realtime-sessions.json")
+    models = _enum(defs["RealtimeSessionCreateRequest"]["properties"]["model"])
+    return Vocabulary("openai-beta", models, _enum(defs["VoiceIdsShared"]), models)
 
 
-GA = Vocabulary("openai", None, None)
+def _listed(schema: Any) -> tuple[str, ...]:
+    """The strings a schema names, in any branch (the GA model: any string, or these)."""
+    branches = schema.get("anyOf") or schema.get("oneOf") or [schema]
+    return tuple(v for branch in branches for v in branch.get("enum", ()))
+
+
+GA = Vocabulary("openai", None, None, _listed(
+    _defs("realtime-client-secrets.json")["RealtimeSessionCreateRequestGA"]["properties"]["model"]
+))  # fmt: skip
 VOCABULARIES = {"openai": GA, "openai-beta": _beta(), "azure": Vocabulary("azure", None, None)}
+
+
+def model_notes(policies: Iterable[Policy], vocabulary: Vocabulary) -> list[str]:
+    """A note for each model the policies allow that the dialect's reference does not list
+    (none when the dialect takes any name, as Azure's deployment names): a newer model is
+    fine, a typo would have every mint of it refused by the upstream."""
+    listed = vocabulary.listed_models
+    if listed is None:
+        return []
+    found: dict[str, list[str]] = {}
+    for policy in policies:
+        for model in policy.models or ():
+            if model not in listed:
+                found.setdefault(model, []).append(policy.name)
+    return [
+        f"model {model!r} (policies {', '.join(names)}) is not one the {vocabulary.dialect} "
+        "reference lists: right for a model newer than the reference, otherwise check its "
+        "spelling (the upstream would refuse its mints)"
+        for model, names in found.items()
+    ]
