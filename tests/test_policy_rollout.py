@@ -149,15 +149,15 @@ def test_invalid_file_is_refused_by_the_command(cli_config: Path) -> None:
         assert "policies.p.max_response_output_tokens.default: 900" in result.stderr
 
 
-def test_a_model_the_reference_does_not_list_gets_a_note(tmp_path: Path, cli_config: Path) -> None:
-    """A valid file whose policies allow a model the GA reference does not list (a typo, or
-    a model newer than the reference) passes `policy validate` and `policy apply` with a
-    note naming the model and the policies that allow it; Azure's deployment names get
-    none, nor do listed models."""
+def test_a_name_the_reference_does_not_list_gets_a_note(tmp_path: Path, cli_config: Path) -> None:
+    """A valid file whose policies allow a model or voice the GA reference does not list (a
+    typo, a newer model, a custom voice) passes `policy validate` and `policy apply` with a
+    note naming it and the policies that allow it; Azure's deployment names get none, nor
+    do listed names."""
     policies = tmp_path / "typo.yaml"
     policies.write_text(
         "default_policy: basic\npolicies:\n"
-        "  basic: {models: [gpt-realtime-minni, gpt-realtime]}\n"
+        "  basic: {models: [gpt-realtime-minni, gpt-realtime], voices: [marrin, cedar]}\n"
         "  other: {extends: basic}\n"
     )
 
@@ -166,7 +166,9 @@ def test_a_model_the_reference_does_not_list_gets_a_note(tmp_path: Path, cli_con
         return subprocess.run(argv, capture_output=True, text=True, check=True)
 
     notes = [line for line in validate().stderr.splitlines() if line.startswith("note:")]
-    assert len(notes) == 1 and "'gpt-realtime-minni' (policies basic, other)" in notes[0]
+    assert len(notes) == 2
+    assert notes[0].startswith("note: model 'gpt-realtime-minni' (policies basic, other) ")
+    assert notes[1].startswith("note: voice 'marrin' (policies basic, other) ")
     applied = run_cli(cli_config, "policy", "apply", "--dry-run", str(policies))  # GA dialect
     assert applied.returncode == 0, applied.stderr
     assert [line for line in applied.stderr.splitlines() if line.startswith("note:")] == notes

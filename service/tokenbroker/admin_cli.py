@@ -18,7 +18,7 @@ from tokenbroker.errors import BrokerError
 from tokenbroker.limits.rules import parse_duration
 from tokenbroker.policy.model import PolicyError, PolicySet
 from tokenbroker.policy.parse import parse_policy_text
-from tokenbroker.policy.vocabulary import VOCABULARIES, Vocabulary, model_notes
+from tokenbroker.policy.vocabulary import VOCABULARIES, Vocabulary, reference_notes
 
 
 def settings_from_args(args: argparse.Namespace, *, require_secrets: bool = True) -> Settings:
@@ -144,7 +144,7 @@ def cmd_policy(args: argparse.Namespace) -> None:
     if args.policy_command == "validate":
         vocabulary = VOCABULARIES[args.dialect]
         _, document = _read_policy_file(args.file, vocabulary)
-        _print_notes(model_notes(document.policies.values(), vocabulary))
+        _print_notes(reference_notes(document.policies.values(), vocabulary))
         print(f"{args.file}: valid for dialect {args.dialect}")
     else:
         asyncio.run(_operate(args))

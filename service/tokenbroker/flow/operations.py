@@ -21,7 +21,7 @@ from tokenbroker.live.registry import CallRecord, CallRegistry
 from tokenbroker.policy.model import PolicyError, PolicySet
 from tokenbroker.policy.parse import parse_policy_text
 from tokenbroker.policy.store import PolicyStore, PolicyVersion
-from tokenbroker.policy.vocabulary import GA, Vocabulary, model_notes
+from tokenbroker.policy.vocabulary import GA, Vocabulary, reference_notes
 
 
 def _invalid(exc: PolicyError) -> InvalidRequest:
@@ -77,7 +77,7 @@ class Operations:
     async def apply(self, text: str, *, dry_run: bool = False, note: str = "") -> Applied:
         """Validate, diff against the live version, and (unless a dry run) apply."""
         document = validate(text, self.vocabulary)
-        notes = tuple(model_notes(document.policies.values(), self.vocabulary))
+        notes = tuple(reference_notes(document.policies.values(), self.vocabulary))
         live, _ = await self.live()
         before = live.text if live else ""
         name = f"live (version {live.version})" if live else "live (none)"

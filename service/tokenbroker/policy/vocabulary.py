@@ -10,7 +10,7 @@ typo that every mint would meet at the upstream).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -23,7 +23,8 @@ class Vocabulary:
     dialect: str
     models: tuple[str, ...] | None  # None: any name
     voices: tuple[str, ...] | None
-    listed_models: tuple[str, ...] | None = None  # the reference's models (None: no notes)
+    listed_models: tuple[str, ...] | None = None  # the reference's names (None: no notes)
+    listed_voices: tuple[str, ...] | None = None
 
 
 def _enum(schema: Any) -> tuple[str, ...] | None:
@@ -49,7 +50,8 @@ def _defs(file: str) -> Any:
 def _beta() -> Vocabulary:
     defs = _defs("realtime-sessions.json")
     models = _enum(defs["RealtimeSessionCreateRequest"]["properties"]["model"])
-    return Vocabulary("openai-beta", models, _enum(defs["VoiceIdsShared"]), models)
+    voices = _enum(defs["VoiceIdsShared"])
+    return Vocabulary("openai-beta", models, voices, models, voices)
 
 
 def _listed(schema: Any) -> tuple[str, ...]:
@@ -58,27 +60,31 @@ def _listed(schema: Any) -> tuple[str, ...]:
     return tuple(v for branch in branches for v in branch.get("enum", ()))
 
 
-GA = Vocabulary("openai", None, None, _listed(
-    _defs("realtime-client-secrets.json")["RealtimeSessionCreateRequestGA"]["properties"]["model"]
-))  # fmt: skip
+_GA_DEFS = _defs("realtime-client-secrets.json")
+GA = Vocabulary("openai", None, None,
+                _listed(_GA_DEFS["RealtimeSessionCreateRequestGA"]["properties"]["model"]),
+                _listed(_GA_DEFS["VoiceIdsShared"]))  # fmt: skip
 VOCABULARIES = {"openai": GA, "openai-beta": _beta(), "azure": Vocabulary("azure", None, None)}
 
 
-def model_notes(policies: Iterable[Policy], vocabulary: Vocabulary) -> list[str]:
-    """A note for each model the policies allow that the dialect's reference does not list
-    (none when the dialect takes any name, as Azure's deployment names): a newer model is
-    fine, a typo would have every mint of it refused by the upstream."""
-    listed = vocabulary.listed_models
-    if listed is None:
-        return []
-    found: dict[str, list[str]] = {}
-    for policy in policies:
-        for model in policy.models or ():
-            if model not in listed:
-                found.setdefault(model, []).append(policy.name)
+def reference_notes(policies: Iterable[Policy], vocabulary: Vocabulary) -> list[str]:
+    """A note for each model or voice the policies allow that the dialect's reference does
+    not list (none where the dialect takes any name, as Azure's deployment names): a newer
+    model or a custom voice is fine, a typo would have its mints refused by the upstream."""
+    allowed = list(policies)
+    checks: list[tuple[str, tuple[str, ...] | None, Callable[[Policy], Any]]] = [
+        ("model", vocabulary.listed_models, lambda policy: policy.models),
+        ("voice", vocabulary.listed_voices, lambda policy: policy.voices),
+    ]
+    found: dict[tuple[str, str], list[str]] = {}
+    for kind, listed, names_of in checks:
+        for policy in allowed if listed is not None else ():
+            for name in names_of(policy) or ():
+                if listed is not None and name not in listed:
+                    found.setdefault((kind, name), []).append(policy.name)
     return [
-        f"model {model!r} (policies {', '.join(names)}) is not one the {vocabulary.dialect} "
-        "reference lists: right for a model newer than the reference, otherwise check its "
-        "spelling (the upstream would refuse its mints)"
-        for model, names in found.items()
+        f"{kind} {name!r} (policies {', '.join(names)}) is not one the {vocabulary.dialect} "
+        f"reference lists: right for a {'newer model' if kind == 'model' else 'custom voice'}, "
+        "otherwise check its spelling (the upstream would refuse its mints)"
+        for (kind, name), names in found.items()
     ]
