@@ -39,15 +39,14 @@ APP_PAGE = """<!doctype html>
 
 
 @contextmanager
-def app_origin(client_js: str, host: str = "127.0.0.1") -> Iterator[str]:
-    """A static app (its page and a copy of the broker's client.js) on its own origin."""
-    root = Path(tempfile.mkdtemp(prefix="tb-app-"))
-    (root / "index.html").write_text(APP_PAGE)
-    (root / "client.js").write_text(client_js)
+def static_origin(root: Path, host: str = "127.0.0.1") -> Iterator[str]:
+    """A directory served on its own origin (modules as JavaScript, symlinks followed)."""
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def guess_type(self, path: str | os.PathLike[str]) -> str:
-            return "text/javascript" if str(path).endswith(".js") else super().guess_type(path)
+            if str(path).endswith((".js", ".mjs")):
+                return "text/javascript"
+            return super().guess_type(path)
 
         def log_message(self, format: str, *args: object) -> None:
             return None
@@ -60,4 +59,16 @@ def app_origin(client_js: str, host: str = "127.0.0.1") -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def app_origin(client_js: str, host: str = "127.0.0.1") -> Iterator[str]:
+    """A static app (its page and a copy of the broker's client.js) on its own origin."""
+    root = Path(tempfile.mkdtemp(prefix="tb-app-"))
+    (root / "index.html").write_text(APP_PAGE)
+    (root / "client.js").write_text(client_js)
+    try:
+        with static_origin(root, host) as origin:
+            yield origin
+    finally:
         shutil.rmtree(root, ignore_errors=True)

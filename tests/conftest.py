@@ -1,7 +1,10 @@
-"""Shared fixtures: a real redis-server, the fake upstream and broker processes on loopback."""
+"""Shared fixtures: a real redis-server, the fake upstream and broker processes on loopback,
+and a real Chromium (Playwright) whose failed pages leave a screenshot."""
 
 from __future__ import annotations
 
+import os
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
+from browser import CHROMIUM_ARGS, chromium
 from servers import RedisServer, TokenbrokerServer
 from tokenbroker.dev.tokens import sign_token
 
@@ -20,6 +25,7 @@ API_KEY = "sk-test-CANARY-upstream-key-7f3e9a"
 ISSUER = "https://issuer.test"
 AUDIENCE = "tokenbroker"
 POLICIES = Path(__file__).parent / "policies"
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 
 
 def make_token(sub: str, *, secret: str = JWT_SECRET, ttl: int = 600, **claims: Any) -> str:
@@ -145,3 +151,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     setattr(item, f"report_{report.when}", report)
     return report
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def chrome(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def page(chrome: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    context = chrome.new_context()
+    page = context.new_page()
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^\w.-]+", "_", request.node.nodeid)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    context.close()

@@ -38,6 +38,27 @@ from tokenbroker.infra.metrics import Metrics
 MintFlow = Callable[[Sequence[str], bytes, RequestContext], Awaitable[MintReply]]
 RuntimeFactory = Callable[[Settings, Metrics], AbstractAsyncContextManager[Runtime]]
 LOOPBACK_ORIGIN = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
+# What a browser may send: ours, and what the official JS SDK adds to every request (its
+# platform and retry headers, OpenAI-Beta on the beta endpoints, the organisation and
+# project when set); the broker reads none of the SDK's, but a preflight that refused
+# them would fail the SDK's every call from a page.
+ALLOWED_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "X-Request-ID",
+    "OpenAI-Beta",
+    "OpenAI-Organization",
+    "OpenAI-Project",
+    "X-Stainless-Arch",
+    "X-Stainless-Helper-Method",
+    "X-Stainless-Lang",
+    "X-Stainless-OS",
+    "X-Stainless-Package-Version",
+    "X-Stainless-Retry-Count",
+    "X-Stainless-Runtime",
+    "X-Stainless-Runtime-Version",
+    "X-Stainless-Timeout",
+]
 EXPOSED_HEADERS = [
     "X-Request-ID",
     "RateLimit",
@@ -224,7 +245,7 @@ def create_app(
             allow_origins=list(settings.cors.allowed_origins),
             allow_origin_regex=LOOPBACK_ORIGIN if settings.cors.allow_loopback else None,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            allow_headers=ALLOWED_HEADERS,
             expose_headers=EXPOSED_HEADERS,
             allow_credentials=False,
             max_age=600,
