@@ -1,9 +1,11 @@
-"""The official OpenAI JS SDK (``openai`` from npm, pinned in ``tests/js``), loaded by a page
-on its own origin in a real Chromium, with the broker as its base URL and the user's JWT as
-its key: the README's browser example, through a real CORS preflight.
+"""The official OpenAI JS SDKs (``openai`` and ``@openai/agents-realtime`` from npm, pinned
+in ``tests/js``), loaded by a page on its own origin in a real Chromium, with the broker as
+their base URL and the user's JWT as their key: the README's browser examples, through a
+real CORS preflight.
 
-The SDK adds its own headers to every request (platform and retry headers, ``OpenAI-Beta``
-on the beta endpoints); a preflight that did not allow them would fail every call."""
+The SDKs add their own headers to every request (platform and retry headers,
+``OpenAI-Beta`` on the beta endpoints, the Agents SDK's version); a preflight that did not
+allow them would fail every call."""
 
 from __future__ import annotations
 
@@ -13,20 +15,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Page
 
 from browser import static_origin
-from conftest import StartBroker, make_token
+from conftest import POLICIES, StartBroker, make_token
+from live import Fake
+from servers import TokenbrokerServer, wait_until
 
-SDK = Path(__file__).parent / "js" / "node_modules" / "openai"
+MODULES = Path(__file__).parent / "js" / "node_modules"
+SDK = MODULES / "openai"
+AGENTS = MODULES / "@openai" / "agents-realtime" / "dist" / "bundle"  # its browser build
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>sdk app</title></head><body>
 <p id="ready">loading</p>
 <script type="module">
   import OpenAI from "./openai/index.mjs";
+  import * as agents from "./agents/openai-realtime-agents.mjs";
   window.OpenAI = OpenAI;
+  window.agents = agents;
   document.getElementById("ready").textContent = "ready";
 </script>
 </body></html>
@@ -57,25 +66,51 @@ CALL = """async ({broker, token, call}) => {
 }"""
 
 
+# A voice agent through the broker's live calls: the Agents SDK's WebRTC transport posts
+# its offer to the broker with the user's JWT (not an ek_, hence useInsecureApiKey: the JWT
+# is the user's own, the organisation's key stays in the broker) and, once the data channel
+# opens, sends the agent's session (its instructions among them) as a session.update.
+AGENT = """async ({broker, token, instructions}) => {
+  const {RealtimeAgent, RealtimeSession, OpenAIRealtimeWebRTC} = window.agents;
+  const transport = new OpenAIRealtimeWebRTC(
+    {baseUrl: broker + "/v1/realtime/calls", useInsecureApiKey: true});
+  window.events = [];
+  transport.on("*", (event) => window.events.push(event));
+  window.session = new RealtimeSession(new RealtimeAgent({name: "assistant", instructions}),
+                                       {transport, model: "gpt-realtime"});
+  await window.session.connect({apiKey: token});
+  return transport.callId;
+}"""
+
+
 @pytest.fixture(scope="module")
 def sdk_app(start_broker: StartBroker) -> Iterator[dict[str, Any]]:
-    """A page that imports the SDK, on an origin the broker allows."""
-    assert (SDK / "index.mjs").is_file(), "run `npm ci` in tests/js (scripts/test does)"
+    """A page that imports the SDKs, on an origin the broker allows; one broker on the
+    default test policy, one on the live-call policies."""
+    for module in (SDK / "index.mjs", AGENTS / "openai-realtime-agents.mjs"):
+        assert module.is_file(), "run `npm ci` in tests/js (scripts/test does)"
     root = Path(tempfile.mkdtemp(prefix="tb-sdk-"))
     (root / "index.html").write_text(PAGE)
     (root / "openai").symlink_to(SDK.resolve(), target_is_directory=True)
+    (root / "agents").symlink_to(AGENTS.resolve(), target_is_directory=True)
     try:
         with static_origin(root) as origin:
-            broker = start_broker(upstream={"dialect": "openai"},
-                                  cors={"allowed_origins": [origin]})  # fmt: skip
-            yield {"broker": broker.url, "origin": origin}
+            cors = {"allowed_origins": [origin]}
+            broker = start_broker(upstream={"dialect": "openai"}, cors=cors)
+            calls = start_broker(POLICIES / "calls.yaml", upstream={"dialect": "openai"},
+                                 cors=cors)  # fmt: skip
+            yield {"broker": broker.url, "calls": calls.url, "origin": origin}
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def call(page: Page, app: dict[str, Any], which: str) -> dict[str, Any]:
+def open_page(page: Page, app: dict[str, Any]) -> None:
     page.goto(app["origin"] + "/index.html")
     page.wait_for_function("document.getElementById('ready').textContent === 'ready'")
+
+
+def call(page: Page, app: dict[str, Any], which: str) -> dict[str, Any]:
+    open_page(page, app)
     args = {"broker": app["broker"], "token": make_token(f"sdk-{which}"), "call": which}
     result: dict[str, Any] = page.evaluate(CALL, args)
     return result
@@ -101,3 +136,55 @@ def test_a_refusal_reaches_the_page_as_the_sdks_error(page: Page, sdk_app: dict[
         "ok": False, "name": "PermissionDeniedError", "status": 403,
         "code": "voice_not_allowed", "param": "session.audio.output.voice",
     }  # fmt: skip
+
+
+# What the broker leaves of the Agents SDK's session, per policy: the watched policy allows
+# none of what the SDK turns on; the agents policy allows all of it but the instructions.
+AGENT_POLICIES: dict[str, dict[str, str | None]] = {
+    "watched": {"transcription": None, "turn_detection": "server_vad", "tracing": None},
+    "agents": {"transcription": "gpt-4o-mini-transcribe", "turn_detection": "semantic_vad",
+               "tracing": "auto"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("tier", AGENT_POLICIES)
+def test_a_voice_agent_talks_through_a_watched_call(
+    page: Page, sdk_app: dict[str, Any], fake_upstream_server: TokenbrokerServer, tier: str
+) -> None:
+    """`RealtimeSession.connect()` with the broker's calls endpoint and the user's JWT: a
+    real WebRTC call to the upstream, the call id from the broker's `Location`, what the
+    agent turned on outside the policy (its own instructions; on the watched policy also
+    transcription, semantic VAD, tracing) brought back by the broker's watch, and what the
+    policy allows left alone; the call goes on."""
+    fake = Fake(fake_upstream_server.url, fake_upstream_server)
+    open_page(page, sdk_app)
+    token = make_token(f"sdk-agent-{tier}", tier=tier)
+    args = {"broker": sdk_app["calls"], "token": token, "instructions": "Talk like a pirate."}
+    call_id = page.evaluate(AGENT, args)
+    assert call_id and call_id.startswith("rtc_")
+    fake.watched(call_id)
+    assert fake.call(call_id)["webrtc"]  # the page's offer reached a real peer
+    sent = fake.call(call_id)["from_browser"][0]["session"]  # the agent's own session
+    assert sent["instructions"] == "Talk like a pirate."
+    assert sent["audio"]["input"]["transcription"] is not None
+    wanted = AGENT_POLICIES[tier]
+
+    def settled() -> bool:
+        session = fake.call(call_id)["session"]
+        audio_in = session["audio"]["input"]
+        return bool(session["instructions"] == "You are the support assistant."
+                and session["tracing"] == wanted["tracing"]
+                and (audio_in["transcription"] or {}).get("model") == wanted["transcription"]
+                and audio_in["turn_detection"]["type"] == wanted["turn_detection"])  # fmt: skip
+
+    wait_until(settled)
+    assert fake.call(call_id)["live"]  # reverted, not hung up
+    page.wait_for_function(
+        "window.events.some(e => e.type === 'session.updated'"
+        " && e.session.instructions === 'You are the support assistant.')"
+    )
+    hangup = httpx.delete(f"{sdk_app['calls']}/v1/realtime/calls/{call_id}",
+                          headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert hangup.status_code == 200
+    assert fake.ended(call_id)["ended_by"] == "hangup"
+    page.evaluate("window.session.close()")

@@ -93,10 +93,57 @@ def test_changes_outside_the_policy_are_named_and_reverted(
     update = revert(GA, BASE, [field])
     assert update is not None
     schema("RealtimeClientEventSessionUpdate").validate(update)
-    root = field.split(".")[0]
-    restored = update["session"][root]
-    if root in BASE:
-        assert restored == BASE[root]
+    assert violations(GA, BASE, _applied(drifted, update)) == []  # the revert restores it
+    sent = update["session"]
+    assert sent.keys() <= {"type", field.split(".")[0]}
+    if field.startswith("audio."):  # only the field that drifted, not its neighbours
+        _, side, name = field.split(".")
+        assert sent["audio"] == {side: {name: sent["audio"][side][name]}}
+        if name in BASE["audio"].get(side, {}):  # as the call was created
+            assert sent["audio"][side][name] == BASE["audio"][side][name]
+
+
+def _applied(session: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``session`` after ``update`` as the upstream applies a session.update: ``audio`` and
+    its sides merged key by key, every other field replaced."""
+
+    def merge(into: dict[str, Any], change: dict[str, Any]) -> None:
+        for key, value in change.items():
+            if key in ("audio", "input", "output") and isinstance(into.get(key), dict):
+                merge(into[key], value)
+            else:
+                into[key] = copy.deepcopy(value)
+
+    result = copy.deepcopy(session)
+    merge(result, {k: v for k, v in update["session"].items() if k != "type"})
+    return result
+
+
+def test_audio_drift_the_call_was_created_without_is_restored_alone() -> None:
+    """A client (the Agents SDK does) turns on transcription and semantic VAD, neither of
+    which the policy allows nor the call was created with, and changes the voice within the
+    policy: the revert turns the two off (server VAD is the upstream's default) and leaves
+    the voice as the client chose it."""
+    watched = parse_policy_text((POLICIES / "calls.yaml").read_text()).policies["watched"]
+    enforced = _enforced(watched, {"type": "realtime"})
+    assert "transcription" not in enforced.get("audio", {}).get("input", {})
+    drifted = _as_reported(
+        enforced,
+        audio__input__transcription={"model": "gpt-4o-mini-transcribe"},
+        audio__input__turn_detection={"type": "semantic_vad"},
+        audio__output__voice="alloy",
+    )
+    bad = violations(watched, enforced, drifted)
+    assert bad == ["audio.input.turn_detection", "audio.input.transcription"]
+    update = revert(watched, enforced, bad)
+    assert update is not None
+    schema("RealtimeClientEventSessionUpdate").validate(update)
+    assert update["session"]["audio"] == {
+        "input": {"transcription": None, "turn_detection": {"type": "server_vad"}}
+    }
+    after = _applied(drifted, update)
+    assert violations(watched, enforced, after) == []
+    assert after["audio"]["output"]["voice"] == "alloy"
 
 
 def test_a_model_change_cannot_be_reverted() -> None:

@@ -38,10 +38,10 @@ from tokenbroker.infra.metrics import Metrics
 MintFlow = Callable[[Sequence[str], bytes, RequestContext], Awaitable[MintReply]]
 RuntimeFactory = Callable[[Settings, Metrics], AbstractAsyncContextManager[Runtime]]
 LOOPBACK_ORIGIN = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
-# What a browser may send: ours, and what the official JS SDK adds to every request (its
-# platform and retry headers, OpenAI-Beta on the beta endpoints, the organisation and
-# project when set); the broker reads none of the SDK's, but a preflight that refused
-# them would fail the SDK's every call from a page.
+# What a browser may send: ours, and what the official JS SDKs add to every request (the
+# openai SDK's platform and retry headers, OpenAI-Beta on the beta endpoints, the
+# organisation and project when set; the Agents SDK's version on its WebRTC offer); the
+# broker reads none of theirs, but a preflight that refused them would fail every call.
 ALLOWED_HEADERS = [
     "Authorization",
     "Content-Type",
@@ -49,6 +49,7 @@ ALLOWED_HEADERS = [
     "OpenAI-Beta",
     "OpenAI-Organization",
     "OpenAI-Project",
+    "X-OpenAI-Agents-SDK",
     "X-Stainless-Arch",
     "X-Stainless-Helper-Method",
     "X-Stainless-Lang",

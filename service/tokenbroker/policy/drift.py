@@ -10,20 +10,24 @@ clamp, tracing where it is forbidden (or gone where it is forced).
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
 from tokenbroker.policy.model import NumberRange, Policy
-from tokenbroker.policy.session import SEED_FORMAT
+from tokenbroker.policy.session import GA_FORMATS, SEED_FORMAT
 
 SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")  # a dated snapshot: gpt-realtime-2025-08-28
 UNREVERTABLE = ("type", "model")  # session.update cannot change these: hang up instead
 CLEARED: dict[str, Any] = {"instructions": "", "tools": [], "tracing": None, "prompt": None}
+_ABSENT = object()
 
 
-def _get(node: Any, *path: str) -> Any:
+def _get(node: Any, *path: str, default: Any = None) -> Any:
     for key in path:
-        node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
     return node
 
 
@@ -162,18 +166,26 @@ def violations(policy: Policy, enforced: dict[str, Any], current: dict[str, Any]
 
 def revert(policy: Policy, enforced: dict[str, Any], bad: list[str]) -> dict[str, Any] | None:
     """The ``session.update`` event restoring the violating fields as enforced (or, for
-    fields the call was created without, as the policy's first choice), or None when a
-    violation cannot be reverted by an update (the call must end)."""
+    fields the call was created without, as the policy's first choice or off), or None when
+    a violation cannot be reverted by an update (the call must end). Under ``audio`` only
+    the fields that drifted are sent: a voice the client changed within the policy stays."""
     if any(path in UNREVERTABLE for path in bad):
         return None
     session: dict[str, Any] = {"type": enforced.get("type", "realtime")}
-    for root in dict.fromkeys(path.split(".", 1)[0] for path in bad):
-        if root in enforced:
+    for path in dict.fromkeys(bad):
+        root = path.split(".", 1)[0]
+        if root == "audio":
+            value = _get(enforced, *path.split("."), default=_ABSENT)
+            if value is _ABSENT:
+                value = _audio_choice(policy, path)
+            if value is _ABSENT:
+                return None
+            _, side, field = path.split(".")
+            session.setdefault("audio", {}).setdefault(side, {})[field] = copy.deepcopy(value)
+        elif root in enforced:
             session[root] = enforced[root]
         elif root in CLEARED:
             session[root] = CLEARED[root]
-        elif root == "audio":  # nothing was enforced there: clear what drifted
-            session["audio"] = _cleared_audio(bad)
         elif root == "reasoning" and policy.reasoning_efforts:
             session["reasoning"] = {"effort": policy.reasoning_efforts[0]}
         else:
@@ -181,12 +193,20 @@ def revert(policy: Policy, enforced: dict[str, Any], bad: list[str]) -> dict[str
     return {"type": "session.update", "session": session}
 
 
-def _cleared_audio(bad: list[str]) -> dict[str, Any]:
-    audio: dict[str, dict[str, Any]] = {}
-    for path in bad:
-        parts = path.split(".")
-        if len(parts) == 3 and parts[0] == "audio" and parts[2] in (
-            "transcription", "noise_reduction"
-        ):  # fmt: skip
-            audio.setdefault(parts[1], {})[parts[2]] = None
-    return audio
+def _audio_choice(policy: Policy, path: str) -> Any:
+    """What restores an audio field the call was created without: off for transcription and
+    noise reduction, the upstream's default turn detection (a rule whose first type is
+    another put that one in the call), the policy's first format or voice, its speed."""
+    _, side, field = path.split(".")
+    if field in ("transcription", "noise_reduction"):
+        return None
+    if field == "turn_detection":
+        return {"type": "server_vad"}
+    if field == "format":
+        formats = policy.input_audio_formats if side == "input" else policy.output_audio_formats
+        return dict(GA_FORMATS[formats[0]]) if formats else _ABSENT
+    if field == "voice" and policy.voices:
+        return policy.voices[0]
+    if field == "speed" and policy.speed is not None:
+        return policy.speed.min if policy.speed.default is None else policy.speed.default
+    return _ABSENT
