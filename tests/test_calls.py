@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from openai import OpenAI, PermissionDeniedError
 
-from conftest import API_KEY, POLICIES, StartBroker
+from conftest import API_KEY, POLICIES, StartBroker, make_token
 from live import OFFER, Fake, auth, call_id, create_call, metric, schema, user
 from servers import RedisServer, TokenbrokerServer, wait_until
 
@@ -89,6 +90,28 @@ def test_the_official_sdk_shape_of_multipart_works(broker: TokenbrokerServer, fa
     files = {"sdp": (None, OFFER), "session": (None, json.dumps({"type": "realtime"}))}
     reply = httpx.post(f"{broker.url}/v1/realtime/calls", files=files, headers=auth(user()))
     fake.watched(call_id(reply))
+
+
+def test_the_official_python_sdk_creates_and_hangs_up_a_call(
+    broker: TokenbrokerServer, fake: Fake
+) -> None:
+    """`client.realtime.calls.create(sdp=…, session=…)` and `.hangup(call_id)` with the broker
+    as base URL and the user's JWT as key: the SDK's own multipart (its part types, its
+    Accept), the SDP answer as the body, the call id from `Location`; a refused session is
+    the SDK's PermissionDeniedError."""
+    sub = user()
+    client = OpenAI(base_url=f"{broker.url}/v1", api_key=make_token(sub), max_retries=0)
+    session: Any = {"type": "realtime", "audio": {"output": {"voice": "marin"}}}
+    raw = client.realtime.calls.with_raw_response.create(sdp=OFFER, session=session)
+    assert raw.status_code == 201 and raw.parse().text.startswith("v=0")
+    cid = raw.headers["location"].rsplit("/", 1)[1]
+    fake.watched(cid)
+    assert fake.call(cid)["session"]["audio"]["output"]["voice"] == "marin"
+    client.realtime.calls.hangup(cid)
+    assert fake.ended(cid)["ended_by"] == "hangup"
+    with pytest.raises(PermissionDeniedError) as refused:
+        client.realtime.calls.create(sdp=OFFER, session={"type": "realtime", "model": "gpt-4o"})
+    assert refused.value.code == "model_not_allowed"
 
 
 @pytest.mark.parametrize(
