@@ -83,6 +83,29 @@ AGENT = """async ({broker, token, instructions}) => {
 }"""
 
 
+# A WebRTC call made with the openai SDK's own calls resource: the page's offer (a fake
+# microphone and the events channel) as the SDK's multipart, the answer set, the call's
+# id from the exposed Location, the data channel open; then the SDK hangs up.
+WEBRTC = """async ({broker, token}) => {
+  const client = new OpenAI({baseURL: broker + "/v1", apiKey: token, maxRetries: 0,
+                             dangerouslyAllowBrowser: true});
+  const pc = new RTCPeerConnection();
+  const mic = await navigator.mediaDevices.getUserMedia({audio: true});
+  pc.addTrack(mic.getTracks()[0]);
+  const channel = pc.createDataChannel("oai-events");
+  const opened = new Promise((resolve) => channel.addEventListener("open", resolve));
+  await pc.setLocalDescription(await pc.createOffer());
+  const {data, response} = await client.realtime.calls.create(
+    {sdp: pc.localDescription.sdp,
+     session: {type: "realtime", audio: {output: {voice: "marin"}}}}).withResponse();
+  await pc.setRemoteDescription({type: "answer", sdp: await data.text()});
+  await opened;
+  const callId = response.headers.get("Location").split("/").pop();
+  window.hangup = () => client.realtime.calls.hangup(callId);
+  return callId;
+}"""
+
+
 @pytest.fixture(scope="module")
 def sdk_app(start_broker: StartBroker) -> Iterator[dict[str, Any]]:
     """A page that imports the SDKs, on an origin the broker allows; one broker on the
@@ -136,6 +159,22 @@ def test_a_refusal_reaches_the_page_as_the_sdks_error(page: Page, sdk_app: dict[
         "ok": False, "name": "PermissionDeniedError", "status": 403,
         "code": "voice_not_allowed", "param": "session.audio.output.voice",
     }  # fmt: skip
+
+
+def test_the_official_js_sdk_makes_and_ends_a_webrtc_call(
+    page: Page, sdk_app: dict[str, Any], fake_upstream_server: TokenbrokerServer
+) -> None:
+    """`client.realtime.calls.create({sdp, session})` from a page, through the preflight: a
+    real WebRTC call with the session the page asked for, ended by `calls.hangup()`."""
+    fake = Fake(fake_upstream_server.url, fake_upstream_server)
+    open_page(page, sdk_app)
+    args = {"broker": sdk_app["calls"], "token": make_token("sdk-webrtc")}
+    call_id = page.evaluate(WEBRTC, args)
+    fake.watched(call_id)
+    state = fake.call(call_id)
+    assert state["webrtc"] and state["session"]["audio"]["output"]["voice"] == "marin"
+    page.evaluate("window.hangup()")
+    assert fake.ended(call_id)["ended_by"] == "hangup"
 
 
 # What the broker leaves of the Agents SDK's session, per policy: the watched policy allows
