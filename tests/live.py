@@ -108,6 +108,10 @@ class Fake:
     def leave(self, cid: str) -> None:
         httpx.post(f"{self.url}/_fake/calls/{cid}/leave").raise_for_status()
 
+    def refuse(self, cid: str, code: str) -> None:
+        """The upstream refuses the next session.update from a sideband with ``code``."""
+        httpx.post(f"{self.url}/_fake/calls/{cid}/refuse", json={"code": code}).raise_for_status()
+
     def drop(self, cid: str) -> None:
         httpx.post(f"{self.url}/_fake/calls/{cid}/drop").raise_for_status()
 

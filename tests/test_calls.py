@@ -309,6 +309,26 @@ def test_drift_hangs_up_under_on_violation_hangup(broker: TokenbrokerServer, fak
     wait_until(lambda: metric(broker, "tokenbroker_call_ends_total", reason="violation") >= 1)
 
 
+def test_a_revert_the_upstream_refuses_hangs_up(broker: TokenbrokerServer, fake: Fake) -> None:
+    """The upstream refuses a voice change once the model has spoken: a forbidden voice set
+    just before, and the broker's revert arriving just after, would leave the call outside
+    the policy. The revert carries an event id; the error naming it ends the call."""
+    cid = call_id(create_call(broker, user()))
+    fake.watched(cid)
+    before = metric(broker, "tokenbroker_call_ends_total", reason="violation")
+    fake.refuse(cid, "cannot_update_voice")
+    fake.browser(cid, {"audio": {"output": {"voice": "cedar"}}})
+    state = fake.ended(cid)
+    assert state["ended_by"] == "hangup"
+    assert state["session"]["audio"]["output"]["voice"] == "cedar"  # never restored
+    [update] = [e for e in state["from_sideband"] if e["type"] == "session.update"]
+    schema("RealtimeClientEventSessionUpdate").validate(update)
+    assert update["event_id"]
+    wait_until(
+        lambda: metric(broker, "tokenbroker_call_ends_total", reason="violation") == before + 1
+    )
+
+
 # -- usage and budgets ----------------------------------------------------------------------
 
 

@@ -9,6 +9,9 @@ changes nothing. Control hooks play the two other parties of a call:
 - ``POST /_fake/calls/{id}/browser``: a client event as if sent on the data channel
   (``session.update`` applies and every sideband gets ``session.updated``);
 - ``POST /_fake/calls/{id}/emit``: a server event to every sideband (``response.done``);
+- ``POST /_fake/calls/{id}/refuse`` ``{"code": …}``: the next ``session.update`` from a
+  sideband is refused with an ``error`` naming its ``event_id`` (as the upstream refuses a
+  voice change once the model has spoken: ``cannot_update_voice``);
 - ``POST /_fake/calls/{id}/leave``: the browser leaves (the call ends);
 - ``POST /_fake/calls/{id}/drop``: the sidebands are closed abnormally (1011), the call goes on;
 - ``GET /_fake/calls/{id}`` and ``GET /_fake/calls``: what happened to the calls
@@ -55,6 +58,7 @@ class FakeCall:
     from_sideband: list[dict[str, Any]] = field(default_factory=list)
     from_browser: list[dict[str, Any]] = field(default_factory=list)  # its data channel
     peer: FakePeer | None = None  # a real WebRTC peer, for a real browser's offer
+    refuse: str | None = None  # the error code the next sideband session.update gets
 
     def state(self) -> dict[str, Any]:
         return {"call_id": self.call_id, "live": self.live, "ended_by": self.ended_by,
@@ -180,8 +184,11 @@ class FakeCalls:
         """A ``session.update`` from the browser (socket None) or a sideband."""
         try:
             check_event(event, SESSION_UPDATE)
+            if socket is not None and call.refuse is not None:  # the next sideband update
+                code, call.refuse = call.refuse, None
+                raise Refused(code, None, "The session update was refused.")
         except Refused as exc:
-            reply = events.error_event(exc.code, exc.message, exc.param)
+            reply = events.error_event(exc.code, exc.message, exc.param, event.get("event_id"))
             if socket is not None:
                 await socket.send_text(json.dumps(reply))
             else:
@@ -249,6 +256,8 @@ class FakeCalls:
             await self._update(call, await request.json(), None)
         elif action == "emit":
             return JSONResponse({"delivered": await self._broadcast(call, await request.json())})
+        elif action == "refuse":  # the next session.update from a sideband gets an error
+            call.refuse = (await request.json())["code"]
         elif action == "leave":
             await self._end(call, "browser")
         elif action == "drop":  # the call goes on; its sidebands see an abnormal close

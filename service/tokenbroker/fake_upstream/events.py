@@ -16,10 +16,14 @@ def event_id() -> str:
     return f"event_{secrets.token_hex(8)}"
 
 
-def error_event(code: str, message: str, param: str | None = None) -> dict[str, Any]:
+def error_event(
+    code: str, message: str, param: str | None = None, cause: Any = None
+) -> dict[str, Any]:
+    """An ``error`` server event; ``cause`` is the client event's ``event_id`` if it had one."""
     return {"event_id": event_id(), "type": "error",
             "error": {"type": "invalid_request_error", "code": code, "message": message,
-                      "param": param, "event_id": None}}  # fmt: skip
+                      "param": param,
+                      "event_id": cause if isinstance(cause, str) else None}}  # fmt: skip
 
 
 def response_session(request: dict[str, Any]) -> dict[str, Any]:

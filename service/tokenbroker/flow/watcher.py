@@ -2,10 +2,10 @@
 
 The watcher holds the upstream's WebSocket for the call and enforces the policy's
 ``calls`` rules: the duration cap and idle timeout (hang up), drift (revert with a
-``session.update`` or hang up), usage (each ``response.done`` added once to the user's
-budgets; a spent budget hangs up all the user's calls). A broken sideband is re-opened;
-a normal close means the call is over. Cancelling the watcher (hand-over, lost lease)
-closes the sideband without ending the call.
+``session.update`` or hang up; a revert the upstream refuses hangs up too), usage (each
+``response.done`` added once to the user's budgets; a spent budget hangs up all the
+user's calls). A broken sideband is re-opened; a normal close means the call is over.
+Cancelling the watcher (hand-over, lost lease) closes the sideband without ending the call.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class CallWatch:
         self._live = live
         self.tally = Tally()
         self._last_event = time.time()
+        self._reverts_sent: set[str] = set()  # the event ids of this watcher's reverts
 
     @property
     def policy(self) -> Policy:
@@ -142,8 +143,13 @@ class CallWatch:
         if kind == "response.done":
             return await self._usage(event)
         if kind == "error":
+            error: dict[str, Any] = event["error"] if isinstance(event.get("error"), dict) else {}
             log.info("call error event", extra={"fields": {"call": self.record.call_id,
-                     "code": (event.get("error") or {}).get("code")}})  # fmt: skip
+                     "code": error.get("code")}})  # fmt: skip
+            if str(error.get("event_id")) in self._reverts_sent:  # the policy stays broken
+                log.info("call drifted", extra={"fields": {"call": self.record.call_id,
+                         "refused": error.get("code"), "action": "hangup"}})  # fmt: skip
+                return await self.hang_up("violation", ws)
         return None
 
     async def _check_session(
@@ -160,6 +166,8 @@ class CallWatch:
                      "fields": bad, "action": "hangup"}})  # fmt: skip
             return await self.hang_up("violation", ws)
         self.tally.reverts += 1
+        update["event_id"] = f"tokenbroker_revert_{self.tally.reverts}"  # the upstream's
+        self._reverts_sent.add(update["event_id"])  # error names it if it refuses the update
         self._live.metrics.call_reverts.inc()
         log.info("call drifted", extra={"fields": {"call": self.record.call_id, "fields": bad,
                  "action": "revert"}})  # fmt: skip
