@@ -57,6 +57,7 @@ def test_the_enforced_session_itself_is_within_the_policy() -> None:
         {"tools": [{"type": "function", "name": "lookup", "parameters": {}}]},  # a listed tool
         {"model": "gpt-realtime-2025-08-28"},  # the upstream names the snapshot it runs
         {"output_modalities": ["text"]},
+        {"tracing": {"workflow_name": "tokenbroker", "group_id": "support"}},  # still forced
     ],
 )
 def test_changes_inside_the_policy_are_not_drift(changes: dict[str, Any]) -> None:
@@ -80,7 +81,9 @@ def test_changes_inside_the_policy_are_not_drift(changes: dict[str, Any]) -> Non
         ({"audio__input__transcription": {"model": "gpt-4o-mini-transcribe"}},
          "audio.input.transcription"),
         ({"audio__input__noise_reduction": {"type": "far_field"}}, "audio.input.noise_reduction"),
-        ({"tracing": None}, "tracing"),
+        ({"tracing": None}, "tracing"),  # forced: off, "auto", or another workflow
+        ({"tracing": "auto"}, "tracing"),
+        ({"tracing": {"workflow_name": "mine"}}, "tracing"),
         ({"reasoning": {"effort": "high"}}, "reasoning"),
         ({"prompt": {"id": "pmpt_other"}}, "prompt"),
     ],

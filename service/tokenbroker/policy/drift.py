@@ -5,7 +5,8 @@ GA shape); ``enforced`` is the GA session the broker created the call with. A fi
 violation when the policy would not have allowed its current value at creation: fixed
 instructions changed, tools the policy does not list, a model, voice, format, modality,
 transcription model or noise reduction outside the allowlists, a number outside its
-clamp, tracing where it is forbidden (or gone where it is forced).
+clamp, tracing where it is forbidden (or, where it is forced, gone or under another
+workflow name).
 """
 
 from __future__ import annotations
@@ -156,10 +157,10 @@ def violations(policy: Policy, enforced: dict[str, Any], current: dict[str, Any]
         policy.noise_reduction is None or noise not in policy.noise_reduction
     ):
         bad.append("audio.input.noise_reduction")
-    tracing = current.get("tracing")
-    if (policy.tracing.mode == "forbid" and tracing is not None) or (
-        policy.tracing.mode == "force" and tracing is None
-    ):
+    tracing, rule = current.get("tracing"), policy.tracing
+    if (rule.mode == "forbid" and tracing is not None) or (
+        rule.mode == "force" and _get(tracing, "workflow_name") != rule.workflow_name
+    ):  # forced: on, under the policy's workflow name ("auto" names none)
         bad.append("tracing")
     return bad
 
