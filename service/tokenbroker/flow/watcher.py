@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -166,8 +167,10 @@ class CallWatch:
                      "fields": bad, "action": "hangup"}})  # fmt: skip
             return await self.hang_up("violation", ws)
         self.tally.reverts += 1
-        update["event_id"] = f"tokenbroker_revert_{self.tally.reverts}"  # the upstream's
-        self._reverts_sent.add(update["event_id"])  # error names it if it refuses the update
+        # the upstream's error names it if it refuses the update; unguessable, so that a
+        # browser's own event cannot pass for one
+        update["event_id"] = f"tokenbroker_revert_{secrets.token_hex(8)}"
+        self._reverts_sent.add(update["event_id"])
         self._live.metrics.call_reverts.inc()
         log.info("call drifted", extra={"fields": {"call": self.record.call_id, "fields": bad,
                  "action": "revert"}})  # fmt: skip
