@@ -130,6 +130,7 @@ class FakeCalls:
                 lambda: self._to_browser(call, {"event_id": events.event_id(),
                                                 "type": "session.created",
                                                 "session": call.session}),
+                lambda: self._end(call, "browser"),
             )  # fmt: skip
             answer = await call.peer.answer(body["sdp"])
         self.calls[call_id] = call

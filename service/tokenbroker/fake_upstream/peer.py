@@ -3,8 +3,10 @@
 It answers the browser's offer, takes the ``oai-events`` data channel the browser opened,
 consumes the microphone track, and carries events both ways: what the browser sends on
 the channel goes to ``on_event`` (``session.update`` changes the call's session), and
-the call's server events go to the browser. aiortc is optional (the ``webrtc`` extra):
-without it, or for an offer that is not a browser's, the fake answers with a canned SDP.
+the call's server events go to the browser; when the browser closes its peer connection
+(or the connection fails), the call ends, as the upstream ends it. aiortc is optional
+(the ``webrtc`` extra): without it, or for an offer that is not a browser's, the fake
+answers with a canned SDP.
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ def can_answer(offer: str) -> bool:
 
 
 class FakePeer:
-    def __init__(self, on_event: OnEvent, on_open: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        on_event: OnEvent,
+        on_open: Callable[[], Awaitable[None]],
+        on_gone: Callable[[], Awaitable[None]],
+    ) -> None:
         from aiortc import RTCPeerConnection
         from aiortc.contrib.media import MediaBlackhole
 
@@ -46,6 +53,11 @@ class FakePeer:
             self._channel = channel
             channel.on("message", self._message)
             self._spawn(self._on_open())
+
+        @self._pc.on("connectionstatechange")
+        def on_state() -> None:  # the browser closed its peer connection, or it failed
+            if self._pc.connectionState in ("closed", "failed"):
+                self._spawn(on_gone())
 
         @self._pc.on("track")
         def on_track(track: Any) -> None:
