@@ -10,6 +10,7 @@ import pytest
 
 from conftest import POLICIES
 from live import schema
+from tokenbroker.fake_upstream.events import apply
 from tokenbroker.policy.drift import revert, violations
 from tokenbroker.policy.enforce import enforce
 from tokenbroker.policy.enforce_ga import enforce_ga
@@ -107,18 +108,9 @@ def test_changes_outside_the_policy_are_named_and_reverted(
 
 
 def _applied(session: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """``session`` after ``update`` as the upstream applies a session.update: ``audio`` and
-    its sides merged key by key, every other field replaced."""
-
-    def merge(into: dict[str, Any], change: dict[str, Any]) -> None:
-        for key, value in change.items():
-            if key in ("audio", "input", "output") and isinstance(into.get(key), dict):
-                merge(into[key], value)
-            else:
-                into[key] = copy.deepcopy(value)
-
+    """``session`` after ``update``, applied as the fake upstream applies a session.update."""
     result = copy.deepcopy(session)
-    merge(result, {k: v for k, v in update["session"].items() if k != "type"})
+    apply(result, update["session"])
     return result
 
 

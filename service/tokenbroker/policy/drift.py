@@ -174,14 +174,14 @@ def revert(policy: Policy, enforced: dict[str, Any], bad: list[str]) -> dict[str
         return None
     session: dict[str, Any] = {"type": enforced.get("type", "realtime")}
     for path in dict.fromkeys(bad):
-        root = path.split(".", 1)[0]
+        root, *rest = path.split(".")
         if root == "audio":
-            value = _get(enforced, *path.split("."), default=_ABSENT)
+            side, field = rest
+            value = _get(enforced, root, side, field, default=_ABSENT)
             if value is _ABSENT:
-                value = _audio_choice(policy, path)
+                value = _audio_choice(policy, side, field)
             if value is _ABSENT:
                 return None
-            _, side, field = path.split(".")
             session.setdefault("audio", {}).setdefault(side, {})[field] = copy.deepcopy(value)
         elif root in enforced:
             session[root] = enforced[root]
@@ -194,11 +194,10 @@ def revert(policy: Policy, enforced: dict[str, Any], bad: list[str]) -> dict[str
     return {"type": "session.update", "session": session}
 
 
-def _audio_choice(policy: Policy, path: str) -> Any:
+def _audio_choice(policy: Policy, side: str, field: str) -> Any:
     """What restores an audio field the call was created without: off for transcription and
     noise reduction, the upstream's default turn detection (a rule whose first type is
     another put that one in the call), the policy's first format or voice, its speed."""
-    _, side, field = path.split(".")
     if field in ("transcription", "noise_reduction"):
         return None
     if field == "turn_detection":
