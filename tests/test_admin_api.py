@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -107,3 +113,52 @@ def test_admin_token_never_reaches_the_logs(broker: TokenbrokerServer) -> None:
     assert "/admin/policy" in logs
     assert ADMIN_TOKEN not in logs
     assert ADMIN_TOKEN[:16] not in logs
+
+
+HOSTILE_YAML = {
+    "nested lists": "[" * 500 + "]" * 500,
+    "nested maps": "a: " + "{a: " * 400 + "1" + "}" * 400,
+    "billion laughs": "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
+    )
+    + "default_policy: j\npolicies: {j: {models: *i}}\n",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_YAML))
+def test_hostile_policy_yaml_is_400_while_mints_go_on(
+    broker: TokenbrokerServer, tmp_path: Path, name: str
+) -> None:
+    """A document nested hundreds of levels deep or expanding past the node cap through
+    aliases is refused 400 invalid_policy by the admin API, naming the bound, while a mint
+    sent meanwhile is answered at once; `policy validate` prints the same, no traceback."""
+    yaml_headers = {**ADMIN, "Content-Type": "application/yaml"}
+    token = make_token("while-hostile-policy")
+    warm = httpx.post(broker.url + "/v1/realtime/sessions", json={},
+                      headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert warm.status_code == 200  # a first mint's one-off costs are not what is measured
+    with ThreadPoolExecutor(2) as pool:
+        hostile = pool.submit(
+            httpx.post, broker.url + "/admin/policy", content=HOSTILE_YAML[name],
+            headers=yaml_headers, timeout=30,
+        )  # fmt: skip
+        started = time.monotonic()
+        minted = httpx.post(broker.url + "/v1/realtime/sessions", json={},
+                            headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        elapsed = time.monotonic() - started
+        refused = hostile.result()
+    assert minted.status_code == 200 and elapsed < 0.1
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["code"] == "invalid_policy"
+    assert "levels" in error["message"] or "aliases expanded" in error["message"]
+    path = tmp_path / "hostile.yaml"
+    path.write_text(HOSTILE_YAML[name])
+    validated = subprocess.run(
+        [sys.executable, "-m", "tokenbroker", "policy", "validate", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert validated.returncode == 1
+    assert "Traceback" not in validated.stderr
+    assert "levels" in validated.stderr or "aliases expanded" in validated.stderr

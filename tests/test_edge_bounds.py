@@ -165,3 +165,92 @@ def test_connections_past_the_cap_are_closed_at_once(start_broker: StartBroker) 
     finally:
         for sock in held:
             sock.close()
+
+
+ENDLESS_HEADS = {
+    "value": b"POST /v1/realtime/sessions HTTP/1.1\r\nHost: x\r\nX-Big: ",
+    "name": b"POST /v1/realtime/sessions HTTP/1.1\r\nHost: x\r\nX-",
+    "request line": b"GET /",
+    "many headers": b"POST /v1/realtime/sessions HTTP/1.1\r\nHost: x\r\n",
+}
+
+
+def endless(shape: str) -> bytes:
+    """64 KiB more of a head of ``shape`` (it can be sent again and again)."""
+    if shape == "many headers":
+        return b"".join(b"X-H%05d: v\r\n" % i for i in range(64 * 1024 // 13))
+    return b"a" * 65536
+
+
+@pytest.mark.parametrize("shape", list(ENDLESS_HEADS))
+def test_a_head_that_never_ends_is_431_and_holds_no_memory(
+    broker: TokenbrokerServer, shape: str
+) -> None:
+    """Ten connections stream a head without end (one value, one name, a request line,
+    header after header): each is answered 431 and closed within a second of passing
+    http.max_header_bytes, and the broker's memory grows by about ten caps, not by what
+    was sent."""
+    before = rss_kib(broker)
+    socks = [connect(broker) for _ in range(10)]
+    answers: list[tuple[int, float]] = []
+    for sock in socks:
+        sock.sendall(ENDLESS_HEADS[shape])
+        chunk, sent, passed = endless(shape), 0, 0.0
+        sock.settimeout(0.01)
+        reply = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):  # closed by the broker under our feet
+                sock.sendall(chunk)
+                sent += len(chunk)
+                if sent > 8192 and not passed:
+                    passed = time.monotonic()
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                break
+            reply += data
+            if not data or b"\r\n\r\n" in reply:
+                break
+        answers.append((int(reply.split()[1]) if reply else 0, time.monotonic() - passed))
+        assert sent < 4 * 1024 * 1024  # the broker stopped it long before this
+    for sock in socks:
+        sock.close()
+    assert [status for status, _ in answers] == [431] * 10
+    assert max(after for _, after in answers) < 1.0
+    assert rss_kib(broker) - before < 4 * 1024  # ten 8 KiB caps and change, not megabytes
+
+
+def test_after_a_413_the_connection_is_closed_and_nothing_more_is_sent(
+    broker: TokenbrokerServer, upstream: FakeUpstream
+) -> None:
+    """A body declared larger than the limit is refused 413 with Connection: close; the
+    broker reads no more of it and answers nothing else (no later 408 on the same
+    connection), however long the client keeps sending."""
+    with connect(broker) as sock:
+        token = make_token("big-body").encode()
+        sock.sendall(b"POST /v1/realtime/sessions HTTP/1.1\r\nHost: x\r\n"
+                     b"Authorization: Bearer " + token + b"\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: 100000000\r\n\r\n{\"voice\": \"")  # fmt: skip
+        sock.settimeout(0.05)
+        received, deadline, closed = b"", time.monotonic() + 5, False
+        while time.monotonic() < deadline and not closed:
+            with contextlib.suppress(OSError):  # closed: what it sent is all there is
+                sock.sendall(b"a" * 65536)
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                closed = True
+                break
+            received += data
+            closed = not data
+    assert closed, "the broker kept the connection open after its 413"
+    assert received.count(b"HTTP/1.1 ") == 1
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and b"connection: close" in head.lower()
+    assert envelope(body)["code"] == "body_too_large"
+    assert upstream.received() == []

@@ -7,8 +7,10 @@ raises the count for a longer run, e.g. beside the benchmark).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import string
 from typing import Any
 
@@ -123,3 +125,77 @@ def test_tokens_and_headers(
     check(reply)
     if reply.status_code != 200:
         assert upstream_count(upstream) == before
+
+
+def exchange(broker: TokenbrokerServer, data: bytes, limit: float = 5.0) -> tuple[bytes, bool]:
+    """Send ``data`` on a fresh connection; what came back and whether the broker closed it
+    (within ``limit`` seconds)."""
+    host, port = broker.url.removeprefix("http://").split(":")
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=limit) as sock:
+        with contextlib.suppress(OSError):  # closed mid-send: what it sent is the answer
+            sock.sendall(data)
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except TimeoutError:
+            return received, False
+        except ConnectionResetError:
+            pass
+    return received, True
+
+
+head_starts = st.sampled_from([
+    b"GET /", b"POST /v1/realtime/sessions HTTP/1.1\r\nHost: x\r\nX-",
+    b"POST /v1/realtime/sessions HTTP/1.1\r\nHost: x\r\nX-Big: ",
+    b"POST /v1/realtime/sessions HTTP/1.1\r\nHost: x\r\n",
+])  # fmt: skip
+head_units = st.one_of(
+    st.binary(min_size=1, max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b),
+    st.builds(lambda n, v: b"X-%s: %s\r\n" % (n, v),
+              st.from_regex(rb"\A[A-Za-z0-9-]{1,20}\Z"), st.from_regex(rb"\A[a-z0-9 ]{0,30}\Z")),
+)  # fmt: skip
+
+
+@FUZZ
+@given(start=head_starts, unit=head_units)
+def test_heads_that_never_end(broker: TokenbrokerServer, start: bytes, unit: bytes) -> None:
+    """A head of any shape that runs past http.max_header_bytes (16 KiB here) is answered
+    once, 431 (or 400 when it is not HTTP), in the envelope, and the connection closed:
+    never read to its end, never answered twice."""
+    data = start + unit * (3 * 16384 // len(unit) + 1)
+    received, closed = exchange(broker, data)
+    assert closed
+    assert received.count(b"HTTP/1.1 ") == 1, received[:200]
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.split()[1] in (b"431", b"400")
+    assert json.loads(body)["error"]["code"] in ("headers_too_large", "invalid_http")
+
+
+@FUZZ
+@given(declared=st.integers(min_value=1, max_value=10**12),
+       media=st.sampled_from(["application/json", "text/plain", "application/sdp"]),
+       sent=st.binary(max_size=2000), after=st.binary(max_size=4000))  # fmt: skip
+def test_after_an_error_nothing_more_is_read(
+    broker: TokenbrokerServer, upstream: FakeUpstream, declared: int, media: str,
+    sent: bytes, after: bytes,
+) -> None:  # fmt: skip
+    """A request refused before its body is complete (too large, or not JSON) gets one
+    reply with Connection: close and the connection ends, whatever else the client sends;
+    the upstream is never asked."""
+    if declared <= 65536 and media == "application/json":
+        declared += 65536  # keep it refused before the body: 413
+    before = upstream_count(upstream)
+    token = make_token("fuzz-after-error")
+    text = (f"POST /v1/realtime/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            f"{token}\r\nContent-Type: {media}\r\nContent-Length: {declared}\r\n\r\n")  # fmt: skip
+    head = text.encode()
+    received, closed = exchange(broker, head + sent[: declared - 1] + after)
+    assert closed
+    assert received.count(b"HTTP/1.1 ") == 1, received[:300]
+    reply_head, _, body = received.partition(b"\r\n\r\n")
+    assert reply_head.split()[1] in (b"413", b"415")
+    assert b"connection: close" in reply_head.lower()
+    check_envelope = json.loads(body)["error"]
+    assert set(check_envelope) == {"type", "code", "message", "param"}
+    assert upstream_count(upstream) == before

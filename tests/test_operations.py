@@ -17,7 +17,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import FakeUpstream, StartBroker, make_token
+from conftest import API_KEY, FakeUpstream, StartBroker, make_token
 from servers import RedisServer, TokenbrokerServer, free_port, wait_until
 
 SESSIONS = "/v1/realtime/sessions"
@@ -90,12 +90,18 @@ class TestUpstreamFaults:
         assert reply.status_code == 504
         assert 0.9 < took < 2.0
 
-    def test_circuit_opens_and_recovers(
-        self, start_broker: StartBroker, upstream: FakeUpstream
-    ) -> None:
+    def test_circuit_opens_and_recovers(self, start_broker: StartBroker) -> None:
         """After repeated failures the broker answers at once without calling upstream, then
-        a probe finds it healthy again and minting resumes."""
-        own = start_broker(upstream={"timeout": "1s", "retries": 0})
+        a probe finds it healthy again and minting resumes. Its own fake upstream: no other
+        test's late request can take one of its faults."""
+        private = TokenbrokerServer(["fake-upstream", "--port", "0", "--api-key", API_KEY])
+        try:
+            self._circuit(start_broker, FakeUpstream(private))
+        finally:
+            private.stop()
+
+    def _circuit(self, start_broker: StartBroker, upstream: FakeUpstream) -> None:
+        own = start_broker(upstream={"timeout": "1s", "retries": 0, "url": upstream.url})
         token = make_token(f"circuit-{uuid.uuid4().hex}")
         upstream.control(faults=["500"] * 5)  # retries: 0, so one attempt per mint
         assert [mint(own, token).status_code for _ in range(5)] == [502] * 5

@@ -25,12 +25,14 @@ from tokenbroker.flow.mint import Broker
 from tokenbroker.flow.operations import Operations
 from tokenbroker.flow.runtime import Runtime
 from tokenbroker.infra.audit import AuditTrail, RedisAudit
+from tokenbroker.infra.breaker import CircuitBreaker
 from tokenbroker.infra.metrics import Metrics
 from tokenbroker.infra.redis import STORE_ERRORS, connect, connect_listener
 from tokenbroker.limits.failover import FailModeLimiter
 from tokenbroker.limits.ledger import Ledger, UsageLedger
 from tokenbroker.limits.memory import MemoryLimiter
 from tokenbroker.limits.redis import RedisLimiter
+from tokenbroker.live.notices import RedisNotices, SpentNotices
 from tokenbroker.live.registry import CallRegistry, Registry
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.store import RedisPolicyStore
@@ -101,6 +103,7 @@ async def live_runtime(
     operations: Callable[..., Operations],
     audit: AuditTrail,
     ping: Callable[[], Awaitable[bool]] | None = None,
+    notices: SpentNotices | None = None,
 ) -> AsyncIterator[Runtime]:
     """The runtime with live calls on ``registry`` and ``ledger`` (Redis, or in process
     for dev mode); ``operations`` makes the operator actions given the live-call parts.
@@ -108,7 +111,7 @@ async def live_runtime(
     broker.ledger = ledger
     calls_up = CallsUpstream(broker.upstream)
     live = LiveCalls(replica_name(), registry, ledger, calls_up, broker.policies,
-                     settings.calls, metrics, audit)  # fmt: skip
+                     settings.calls, metrics, audit, notices)  # fmt: skip
     ops = operations(registry=registry, ledger=ledger, end_call=live.end)
     try:
         yield Runtime(broker, settings, ops, audit, ping, calls=CallFlow(broker, live), live=live)
@@ -118,7 +121,8 @@ async def live_runtime(
 
 @contextlib.asynccontextmanager
 async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime]:
-    client = connect(settings)
+    store_breaker = CircuitBreaker()
+    client = connect(settings, store_breaker)
     listener = connect_listener(settings)
     up_cfg = settings.upstream
     try:
@@ -142,7 +146,7 @@ async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[R
             patience=settings.redis.timeout / 2,  # the reply has the other half to arrive
         )
         guarded = FailModeLimiter(limiter, settings.fail_mode, metrics=metrics)
-        metrics.watch_circuit("redis", lambda: guarded.breaker.state)
+        metrics.watch_circuit("redis", lambda: store_breaker.state)
         audit = RedisAudit(
             client,
             f"{settings.redis.prefix}:audit",
@@ -159,6 +163,7 @@ async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[R
                 settings, metrics, broker, Registry(client, settings.redis.prefix),
                 Ledger(client, settings.redis.prefix),
                 partial(Operations, store, limiter, audit, vocabulary), audit, ping,
+                RedisNotices(client, listener, settings.redis.prefix),
             ) as runtime:  # fmt: skip
                 assert runtime.live is not None
                 runtime.start(cache.run(initial), audit.run(), runtime.live.run())

@@ -183,10 +183,13 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
                     "body": raw.decode(),
                 }
             )
+        # a request's fault is the one queued when it arrived: a slow request still in
+        # flight must not take a fault queued for the requests after it
+        fault = controls.faults.popleft() if controls.faults else None
         if controls.latency_ms:
             await asyncio.sleep(controls.latency_ms / 1000)
-        if controls.faults:
-            response = await _fault(controls.faults.popleft())
+        if fault is not None:
+            response = await _fault(fault)
             if response is not None:
                 return response
         if controls.fail_rate and random.random() < controls.fail_rate:  # noqa: S311  # not crypto

@@ -16,12 +16,20 @@ changes nothing. Control hooks play the two other parties of a call:
 - ``POST /_fake/calls/{id}/drop``: the sidebands are closed abnormally (1011), the call goes on;
 - ``GET /_fake/calls/{id}`` and ``GET /_fake/calls``: what happened to the calls
   (``?summary=1``: counts only);
+- ``POST /_fake/responses`` ``{"calls": [id, …], "count": N, "tokens": T, "every_ms": M,
+  "cancelled_tokens": C}``: on each call the page starts N responses at once
+  (``response.created`` for each); one finishes every M ms with T input tokens
+  (``response.done``) while the call is live. A ``response.cancel`` from a sideband (its
+  ``response_id``, or every response in flight) finishes them at once as ``cancelled``
+  with the C tokens they had used; a hang-up drops the rest. ``GET`` shows the tokens
+  reported to a sideband (``reported_tokens``) and when each cancel arrived;
 - ``POST /_fake/burst`` ``{"events": N, "tokens": T}``: N ``response.done`` events of T
   input tokens each, round-robin over the live calls' sidebands, as fast as they go.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
@@ -59,17 +67,29 @@ class FakeCall:
     from_browser: list[dict[str, Any]] = field(default_factory=list)  # its data channel
     peer: FakePeer | None = None  # a real WebRTC peer, for a real browser's offer
     refuse: str | None = None  # the error code the next sideband session.update gets
+    in_flight: dict[str, int] = field(default_factory=dict)  # response id -> tokens if cancelled
+    reported_tokens: int = 0  # the usage of every response.done sent
+    completed: int = 0
+    cancelled: int = 0
+    cancel_times: list[float] = field(default_factory=list)  # when each response.cancel came
+    spans: list[list[float | None]] = field(default_factory=list)  # each sideband's open, close
+    most_sidebands: int = 0  # the most sidebands ever open at once (1: never watched twice)
 
     def state(self) -> dict[str, Any]:
         return {"call_id": self.call_id, "live": self.live, "ended_by": self.ended_by,
                 "hangups": self.hangups, "connects": self.connects, "sidebands": len(self.sockets),
                 "session": self.session, "from_sideband": self.from_sideband,
-                "from_browser": self.from_browser, "webrtc": self.peer is not None}  # fmt: skip
+                "from_browser": self.from_browser, "webrtc": self.peer is not None,
+                "spans": self.spans, "most_sidebands": self.most_sidebands,
+                "reported_tokens": self.reported_tokens, "completed": self.completed,
+                "cancelled": self.cancelled, "in_flight": len(self.in_flight),
+                "cancel_times": self.cancel_times}  # fmt: skip
 
 
 class FakeCalls:
     def __init__(self, api_key: str | None, error: Any, unauthorized: Any, key_of: Any) -> None:
         self.calls: dict[str, FakeCall] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._api_key = api_key
         self._error = error
         self._unauthorized = unauthorized
@@ -87,6 +107,7 @@ class FakeCalls:
             *routes,
             Route("/_fake/calls", self.list, methods=["GET"]),
             Route("/_fake/burst", self.burst, methods=["POST"]),
+            Route("/_fake/responses", self.responses, methods=["POST"]),
             Route("/_fake/calls/{call_id}", self.show, methods=["GET"]),
             Route("/_fake/calls/{call_id}/{action}", self.control, methods=["POST"]),
         ]
@@ -208,6 +229,9 @@ class FakeCalls:
         await socket.accept()
         call.connects += 1
         call.sockets.add(socket)
+        call.most_sidebands = max(call.most_sidebands, len(call.sockets))
+        span: list[float | None] = [time.time(), None]
+        call.spans.append(span)
         try:
             created = {"event_id": events.event_id(), "type": "session.created",
                        "session": call.session}  # fmt: skip
@@ -217,10 +241,40 @@ class FakeCalls:
                 call.from_sideband.append(event)
                 if event.get("type") == "session.update":
                     await self._update(call, event, socket)
+                elif event.get("type") == "response.cancel":
+                    await self._cancel(call, event.get("response_id"))
         except (WebSocketDisconnect, RuntimeError, ValueError):
             pass
         finally:
             call.sockets.discard(socket)
+            span[1] = time.time()
+
+    async def _responses(self, call: FakeCall, count: int, tokens: int, every: float,
+                         cancelled_tokens: int) -> None:  # fmt: skip
+        """The page started ``count`` responses at once; they finish one by one."""
+        ids = [events.response_id() for _ in range(count)]
+        for rid in ids:
+            call.in_flight[rid] = cancelled_tokens
+            await self._broadcast(call, events.response_created(rid))
+        for rid in ids:
+            await asyncio.sleep(every)  # the model's pace, what this hook plays
+            if not call.live:
+                call.in_flight.clear()  # hung up: nothing more is reported
+                return
+            if call.in_flight.pop(rid, None) is not None:
+                call.completed += 1
+                if await self._broadcast(call, events.response_done(tokens, 0, rid)):
+                    call.reported_tokens += tokens  # reported: a sideband got it
+
+    async def _cancel(self, call: FakeCall, rid: Any) -> None:
+        call.cancel_times.append(time.time())
+        ids = [rid] if isinstance(rid, str) and call.live else list(call.in_flight)
+        for one in ids:
+            used = call.in_flight.pop(one, None)
+            if used is not None and call.live:
+                call.cancelled += 1
+                if await self._broadcast(call, events.response_done(used, 0, one, "cancelled")):
+                    call.reported_tokens += used
 
     async def list(self, request: Request) -> Response:
         calls = list(self.calls.values())
@@ -229,6 +283,7 @@ class FakeCalls:
                 "calls": len(calls), "live": sum(c.live for c in calls),
                 "sidebands": sum(len(c.sockets) for c in calls),
                 "reattached": sum(c.connects >= 2 and bool(c.sockets) for c in calls),
+                "watched_twice": sum(c.most_sidebands > 1 for c in calls),
             })  # fmt: skip
         return JSONResponse({"calls": [c.state() for c in calls]})
 
@@ -241,6 +296,18 @@ class FakeCalls:
             call = targets[i % len(targets)]
             sent += await self._broadcast(call, events.response_done(tokens, 0))
         return JSONResponse({"sent": sent, "seconds": time.perf_counter() - started})
+
+    async def responses(self, request: Request) -> Response:
+        body = await request.json()
+        pace = float(body.get("every_ms", 1)) / 1000
+        calls = [self.calls[c] for c in body["calls"] if c in self.calls]
+        for call in calls:
+            task = asyncio.ensure_future(self._responses(
+                call, int(body["count"]), int(body["tokens"]), pace,
+                int(body.get("cancelled_tokens", 0))))  # fmt: skip
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return JSONResponse({"calls": len(calls)})
 
     async def show(self, request: Request) -> Response:
         call = self.calls.get(request.path_params["call_id"])

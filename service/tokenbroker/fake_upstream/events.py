@@ -56,14 +56,26 @@ def apply(session: dict[str, Any], update: dict[str, Any]) -> None:
             session[key] = update[key]
 
 
-def response_done(text_in: int, audio_out: int) -> dict[str, Any]:
+def response_id() -> str:
+    return f"resp_{secrets.token_hex(6)}"
+
+
+def response_created(response: str) -> dict[str, Any]:
+    return {"event_id": event_id(), "type": "response.created",
+            "response": {"object": "realtime.response", "id": response,
+                         "status": "in_progress", "output": []}}  # fmt: skip
+
+
+def response_done(
+    text_in: int, audio_out: int, response: str | None = None, status: str = "completed"
+) -> dict[str, Any]:
     usage = {"total_tokens": text_in + audio_out, "input_tokens": text_in,
              "output_tokens": audio_out,
              "input_token_details": {"text_tokens": text_in, "audio_tokens": 0},
              "output_token_details": {"text_tokens": 0, "audio_tokens": audio_out}}  # fmt: skip
     return {"event_id": event_id(), "type": "response.done",
-            "response": {"object": "realtime.response", "id": f"resp_{secrets.token_hex(6)}",
-                         "status": "completed", "output": [], "usage": usage}}  # fmt: skip
+            "response": {"object": "realtime.response", "id": response or response_id(),
+                         "status": status, "output": [], "usage": usage}}  # fmt: skip
 
 
 def answer_for(call_id: str) -> str:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import math
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -101,23 +102,24 @@ class CallFlow:
                               "your policy allows.",
                               headers={"Retry-After": str(max(1, math.ceil(wait)))})  # fmt: skip
 
-        async def attempt() -> tuple[CallRecord, str]:
+        async def attempt() -> tuple[CallRecord, str, float]:
             """Create the call upstream and register it: one step for the charge, so a
             call that could not be registered (and was hung up) costs nothing."""
             created = await self._live.upstream.create(offer, ga_session)
+            asked = time.monotonic()  # the lease starts no earlier than this
             record = await self._register(token, created, user_id, policy.name, ga_session,
                                           policy.calls.max_duration)  # fmt: skip
-            return record, created.answer
+            return record, created.answer, asked
 
         try:
-            (record, answer), headers = await broker.charged(
+            (record, answer, asked), headers = await broker.charged(
                 user_id, policy, global_limits, attempt, log
             )
         except BaseException:
             with contextlib.suppress(*STORE_ERRORS):
                 await registry.release(user_id, token)
             raise
-        self._live.watch(record)
+        self._live.watch(record, asked)
         log.detail = f"call={record.call_id}"
         if clamped or enforced.adjusted or dropped:
             names = (*enforced.adjusted, *clamped, *dropped)

@@ -2,7 +2,15 @@
 
 Every ``calls.renew_interval`` the replica renews the leases of the calls it watches (a
 call it no longer owns is let go without ending it) and claims calls whose lease ran
-out: those of a replica that died, or that handed its calls over on SIGTERM. Ending a
+out: those of a replica that died, or that handed its calls over on SIGTERM.
+
+A replica that cannot renew (Redis frozen or unreachable) stops acting as owner before
+its leases can run out: it holds each call until the time it last asked for that call's
+lease (register, claim or renewal) plus the lease, less ``renew_interval``; the lease in
+Redis starts no earlier than the asking, so the hold always ends first. At the end of
+its hold a call's watcher is cancelled (its sideband closed, the call left alone) and
+every enforcing action checks the hold first, so no other replica can have claimed the
+call while this one still acts on it: a call is never watched twice. Ending a
 call is one method whatever asks for it (the owner over HTTP, a spent budget, an
 operator): the reason is recorded in the registry, the upstream hangs up, and the
 watching replica, wherever it is, sees the sideband close and records the end once.
@@ -23,6 +31,7 @@ from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.metrics import Metrics
 from tokenbroker.infra.redis import STORE_ERRORS
 from tokenbroker.limits.ledger import UsageLedger
+from tokenbroker.live.notices import LocalNotices, SpentNotices, user_tag
 from tokenbroker.live.registry import CallRecord, CallRegistry
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.model import Policy
@@ -35,9 +44,15 @@ async def end_call(
     registry: CallRegistry, upstream: CallsUpstream, record: CallRecord, reason: str
 ) -> bool:
     """Ask the upstream to end a call, recording why first; False if it did not take it."""
-    if not await registry.mark(record.call_id, reason):
+    return await _end_id(registry, upstream, record.call_id, reason)
+
+
+async def _end_id(
+    registry: CallRegistry, upstream: CallsUpstream, call_id: str, reason: str
+) -> bool:
+    if not await registry.mark(call_id, reason):
         return False
-    return await upstream.hangup(record.call_id)
+    return await upstream.hangup(call_id)
 
 
 class LiveCalls:
@@ -51,6 +66,7 @@ class LiveCalls:
         settings: CallsSettings,
         metrics: Metrics,
         audit: AuditTrail,
+        notices: SpentNotices | None = None,
     ) -> None:
         self.replica = replica
         self.registry = registry
@@ -63,6 +79,10 @@ class LiveCalls:
         self.lease = settings.lease
         self._prices = {model: price.model_dump() for model, price in settings.prices.items()}
         self._watches: dict[str, asyncio.Task[None]] = {}
+        self._watchers: dict[str, CallWatch] = {}  # the same calls' watchers
+        self._notices = notices or LocalNotices()
+        self._ending: dict[str, float] = {}  # user -> until when their calls are being ended
+        self._held: dict[str, float] = {}  # call id -> until when (monotonic) it is ours
         self._loose: set[asyncio.Task[Any]] = set()
         self._closing = False  # handing over: adopt nothing more, not even its own calls
         metrics.live_calls.set_function(lambda: len(self._watches))
@@ -86,31 +106,82 @@ class LiveCalls:
         self._loose.add(task)
         task.add_done_callback(self._loose.discard)
 
-    def watch(self, record: CallRecord) -> None:
+    def watch(self, record: CallRecord, asked: float) -> None:
+        """Watch ``record``, whose lease was asked for at ``asked`` (``time.monotonic()``
+        taken before the registry call that granted it)."""
+        self._held[record.call_id] = self._hold_from(asked)
         watch = CallWatch(record, self)
+        self._watchers[record.call_id] = watch
         self._watches[record.call_id] = asyncio.ensure_future(watch.run())
 
+    def _forget(self, call_id: str) -> asyncio.Task[None] | None:
+        """Out of this replica's books; the call's task, if it had one."""
+        self._held.pop(call_id, None)
+        self._watchers.pop(call_id, None)
+        return self._watches.pop(call_id, None)
+
+    def _hold_from(self, asked: float) -> float:
+        return asked + self._settings.lease - self._settings.renew_interval
+
+    def holds(self, call_id: str) -> bool:
+        """Whether this replica may still act as the call's owner (its lease cannot have
+        run out in Redis yet)."""
+        return time.monotonic() < self._held.get(call_id, 0.0)
+
+    def _let_go(self, call_id: str) -> None:
+        """Stop watching without ending the call (its sideband closes with the task)."""
+        task = self._forget(call_id)
+        if task is not None:
+            task.cancel()
+
     async def run(self) -> None:
-        """Renew, then adopt, every ``renew_interval``; store errors wait for the next turn."""
+        """Renew, then adopt, every ``renew_interval``; store errors wait for the next turn.
+        Beside it, the holds are kept: a call whose hold ends is let go at once."""
+        guard = asyncio.ensure_future(self._keep_holds())
+        notices = asyncio.ensure_future(self._notices.listen(self._cut_local))
+        try:
+            while True:
+                try:
+                    await self._renew()
+                    await self._adopt()
+                except STORE_ERRORS as exc:
+                    log.warning("live-call registry unavailable (%s)", type(exc).__name__)
+                await asyncio.sleep(self._settings.renew_interval)  # the period of the loop
+        finally:
+            guard.cancel()
+            notices.cancel()
+
+    async def _keep_holds(self) -> None:
+        """Let go of each call at the end of its hold, whatever the renewal loop is waiting
+        on. New holds only end later than those already here, so sleeping until the
+        earliest one is never late."""
         while True:
-            try:
-                await self._renew()
-                await self._adopt()
-            except STORE_ERRORS as exc:
-                log.warning("live-call registry unavailable (%s)", type(exc).__name__)
-            await asyncio.sleep(self._settings.renew_interval)  # the period of the loop
+            now = time.monotonic()
+            lapsed = [call_id for call_id, until in self._held.items() if until <= now]
+            if lapsed:
+                self.metrics.call_leases_lapsed.inc(len(lapsed))
+                log.warning("live-call leases not renewed in time; letting %d calls go",
+                            len(lapsed))  # fmt: skip
+            for call_id in lapsed:
+                self._let_go(call_id)
+            earliest = min(self._held.values(), default=now + self._settings.renew_interval)
+            await asyncio.sleep(max(min(earliest - now, self._settings.renew_interval), 0.005))
 
     async def _renew(self) -> None:
-        lost = await self.registry.renew(self.replica, list(self._watches), self._settings.lease)
-        for call_id in lost:  # another replica owns it now: let go without ending it
-            task = self._watches.pop(call_id, None)
-            if task is not None:
-                task.cancel()
+        asked, ids = time.monotonic(), list(self._watches)
+        lost = set(await self.registry.renew(self.replica, ids, self._settings.lease))
+        hold = self._hold_from(asked)
+        for call_id in ids:
+            if call_id in lost:  # another replica owns it now: let go without ending it
+                self._let_go(call_id)
+            elif call_id in self._held:
+                self._held[call_id] = max(self._held[call_id], hold)
 
     async def _adopt(self) -> None:
         room = self._settings.max_per_replica - len(self._watches)
         if room <= 0 or self._closing or self._policies.policies is None:
             return  # full, leaving, or not able to judge calls yet
+        asked = time.monotonic()
         claimed = await self.registry.claim(self.replica, self._settings.lease, room)
         if self._closing:  # the hand-over began while the claim was in flight
             await self.registry.handover(self.replica, [r.call_id for r in claimed])
@@ -122,14 +193,14 @@ class LiveCalls:
             fields = {"call": record.call_id, "user": hash_user(record.user_id),
                       "from": record.owner or "handover"}  # fmt: skip
             log.info("call adopted", extra={"fields": fields})
-            self.watch(record)
+            self.watch(record, asked)
 
     async def give_back(self, watch: CallWatch) -> None:
         """Stop watching one call without ending it; any replica (this one too) may adopt it
         at its next turn."""
         call_id = watch.record.call_id
         if self._watches.get(call_id) is asyncio.current_task():
-            del self._watches[call_id]
+            self._forget(call_id)
         with contextlib.suppress(*STORE_ERRORS):
             await self.registry.handover(self.replica, [call_id])
 
@@ -139,7 +210,7 @@ class LiveCalls:
         it could claim back the calls it just gave up and leave them to a lease)."""
         self._closing = True
         ids = list(self._watches)
-        tasks = [self._watches.pop(call_id) for call_id in ids]
+        tasks = [task for call_id in ids if (task := self._forget(call_id)) is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -155,17 +226,42 @@ class LiveCalls:
         return await end_call(self.registry, self.upstream, record, reason)
 
     async def budget_spent(self, user_id: str) -> None:
-        """A budget of the user's is spent: every live call of theirs ends."""
-        for call_id in await self.registry.user_calls(user_id):
-            record = await self.registry.get(call_id)
-            if record is not None:
-                await self.end(record, "budget")
+        """A budget of the user's is spent: every live call of theirs stops spending now.
+
+        The watchers here send ``response.cancel`` for the responses in flight at once,
+        the other replicas' watchers on a notice (one pub/sub message), and all the user's
+        calls are hung up together. What the cancelled responses had used still arrives
+        and is counted: the bound on a budget's overrun is what the user's responses use
+        before the cancel reaches them (docs: the live-calls guide)."""
+        self._cut_local(user_tag(user_id))
+        now = time.monotonic()
+        if self._ending.get(user_id, 0.0) > now:
+            return  # a burst of crossings: the first one is ending the calls already
+        self._ending = {u: t for u, t in self._ending.items() if t > now}
+        self._ending[user_id] = now + 1.0
+        with contextlib.suppress(*STORE_ERRORS):
+            await self._notices.announce(user_id)
+        ids = await self.registry.user_calls(user_id)
+        await asyncio.gather(*(_end_id(self.registry, self.upstream, i, "budget") for i in ids),
+                             return_exceptions=True)  # fmt: skip
+
+    def _cut_local(self, tag: str) -> None:
+        """The watchers here of the user tagged ``tag`` cancel their responses."""
+        cut = 0
+        for watch in list(self._watchers.values()):
+            if watch.user_tag == tag and not watch.cutting:
+                watch.cutting = True
+                self.keep(asyncio.ensure_future(watch.cut()))
+                cut += 1
+        if cut:
+            log.info("budget spent: cancelling responses", extra={"fields": {"user": tag,
+                     "calls": cut}})  # fmt: skip
 
     async def finished(self, watch: CallWatch, reason: str) -> None:
         """The call is over: out of the registry, one log line, one audit entry, counted."""
         record = watch.record
         if self._watches.get(record.call_id) is asyncio.current_task():
-            del self._watches[record.call_id]
+            self._forget(record.call_id)
         try:
             removed = await self.registry.finish(record)
         except STORE_ERRORS:

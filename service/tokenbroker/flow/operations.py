@@ -6,6 +6,7 @@ renders them like every other error and the CLI prints their message.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import math
 import time
@@ -28,9 +29,11 @@ def _invalid(exc: PolicyError) -> InvalidRequest:
     return InvalidRequest("invalid_policy", "; ".join(exc.errors), param="policy")
 
 
-def validate(text: str, vocabulary: Vocabulary = GA) -> PolicySet:
+async def validate(text: str, vocabulary: Vocabulary = GA) -> PolicySet:
+    """The document in ``text``, parsed in a worker thread: a large or hostile file must not
+    hold the event loop (and every mint waiting on it) for its parse."""
     try:
-        return parse_policy_text(text, vocabulary)
+        return await asyncio.to_thread(parse_policy_text, text, vocabulary)
     except PolicyError as exc:
         raise _invalid(exc) from None
 
@@ -70,13 +73,14 @@ class Operations:
         if record is None:
             return None, None
         try:
-            return record, parse_policy_text(record.text, self.vocabulary)
+            return record, await asyncio.to_thread(parse_policy_text, record.text,
+                                                   self.vocabulary)  # fmt: skip
         except PolicyError:
             return record, None
 
     async def apply(self, text: str, *, dry_run: bool = False, note: str = "") -> Applied:
         """Validate, diff against the live version, and (unless a dry run) apply."""
-        document = validate(text, self.vocabulary)
+        document = await validate(text, self.vocabulary)
         notes = tuple(reference_notes(document.policies.values(), self.vocabulary))
         live, _ = await self.live()
         before = live.text if live else ""
@@ -94,7 +98,7 @@ class Operations:
         target = await self.store.get(version)
         if target is None:
             raise NotFound("not_found", f"No policy version {version}.")
-        validate(target.text, self.vocabulary)
+        await validate(target.text, self.vocabulary)
         return await self.store.apply(target.text, note=f"rollback to {version}")
 
     async def history(self) -> list[PolicyVersion]:

@@ -6,6 +6,8 @@ The watcher holds the upstream's WebSocket for the call and enforces the policy'
 ``response.done`` added once to the user's budgets; a spent budget hangs up all the
 user's calls). A broken sideband is re-opened; a normal close means the call is over.
 Cancelling the watcher (hand-over, lost lease) closes the sideband without ending the call.
+Every enforcing action (a revert, a hang-up) first checks that this replica still holds
+the call's lease (:meth:`LiveCalls.holds`); one that does not stops watching instead.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import aiohttp
 
 from tokenbroker.infra.redis import STORE_ERRORS
 from tokenbroker.limits.usage import RATES, Usage, usage_of
+from tokenbroker.live.notices import user_tag
 from tokenbroker.live.registry import CallRecord
 from tokenbroker.policy.drift import revert, violations
 from tokenbroker.policy.model import Policy
@@ -48,6 +51,10 @@ class Tally:
     kinds: dict[str, int] = field(default_factory=dict)
 
 
+class LeaseLapsed(Exception):
+    """This replica may no longer act as the call's owner."""
+
+
 class CallWatch:
     def __init__(self, record: CallRecord, live: LiveCalls) -> None:
         self.record = record
@@ -55,6 +62,10 @@ class CallWatch:
         self.tally = Tally()
         self._last_event = time.time()
         self._reverts_sent: set[str] = set()  # the event ids of this watcher's reverts
+        self.user_tag = user_tag(record.user_id)
+        self._ws: aiohttp.ClientWebSocketResponse | None = None  # while attached
+        self._in_flight: set[str] = set()  # the call's responses not done yet
+        self.cutting = False  # a budget is spent: every response is cancelled on sight
 
     @property
     def policy(self) -> Policy:
@@ -66,6 +77,8 @@ class CallWatch:
         rather than keep renewing a lease for a call nobody watches."""
         try:
             reason = await self._watch()
+        except LeaseLapsed:
+            return  # let go (the keeper of holds cancels this task too); the call goes on
         except Exception:
             log.exception("call watcher failed", extra={"fields": {"call": self.record.call_id}})
             await self._live.give_back(self)
@@ -80,6 +93,7 @@ class CallWatch:
                 ws = await self._live.upstream.sideband(self.record.call_id)
             except SidebandGone:  # ended already, or refused to this key: no call unwatched
                 why = await self._recorded_reason("upstream")
+                self._owner_check()
                 await self._live.upstream.hangup(self.record.call_id)
                 return why
             except (aiohttp.ClientError, TimeoutError, OSError):
@@ -93,7 +107,11 @@ class CallWatch:
                 self._live.metrics.sideband_reconnects.inc()
             broken_since, backoff, attached = None, 0.1, True
             async with ws:
-                reason = await self._session(ws)
+                self._ws = ws
+                try:
+                    reason = await self._session(ws)
+                finally:
+                    self._ws = None
             if reason is not None:
                 return reason
             broken_since = time.monotonic()
@@ -141,7 +159,15 @@ class CallWatch:
             event.get("session"), dict
         ):
             return await self._check_session(event["session"], ws)
+        if kind == "response.created":
+            response_id = (event.get("response") or {}).get("id")
+            if isinstance(response_id, str):
+                self._in_flight.add(response_id)
+                if self.cutting:
+                    await self._cancel(ws, [response_id])
+            return None
         if kind == "response.done":
+            self._in_flight.discard(str((event.get("response") or {}).get("id")))
             return await self._usage(event)
         if kind == "error":
             error: dict[str, Any] = event["error"] if isinstance(event.get("error"), dict) else {}
@@ -166,6 +192,7 @@ class CallWatch:
             log.info("call drifted", extra={"fields": {"call": self.record.call_id,
                      "fields": bad, "action": "hangup"}})  # fmt: skip
             return await self.hang_up("violation", ws)
+        self._owner_check()
         self.tally.reverts += 1
         # the upstream's error names it if it refuses the update; unguessable, so that a
         # browser's own event cannot pass for one
@@ -225,12 +252,35 @@ class CallWatch:
 
     async def hang_up(self, reason: str, ws: aiohttp.ClientWebSocketResponse | None = None) -> str:
         """End the call upstream for ``reason`` (recorded first, so any replica sees why)."""
+        self._owner_check()
         with contextlib.suppress(*STORE_ERRORS):
             await self._live.registry.mark(self.record.call_id, reason)
         await self._live.upstream.hangup(self.record.call_id)
         if ws is not None:
             await ws.close()
         return reason
+
+    async def cut(self) -> None:
+        """A budget of the user's is spent: cancel the responses in flight, and any that
+        starts from now on (the call is being hung up meanwhile). The sideband stays open
+        so that what they had used is still counted."""
+        self.cutting = True  # (set already when asked by LiveCalls)
+        if self._ws is not None:
+            await self._cancel(self._ws, sorted(self._in_flight))
+
+    async def _cancel(self, ws: aiohttp.ClientWebSocketResponse, response_ids: list[str]) -> None:
+        if ws.closed or not self._live.holds(self.record.call_id):
+            return
+        for response_id in response_ids:
+            event = {"type": "response.cancel", "response_id": response_id,
+                     "event_id": f"tokenbroker_cancel_{secrets.token_hex(8)}"}  # fmt: skip
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_str(json.dumps(event))
+        self._live.metrics.call_cancels.inc(len(response_ids))
+
+    def _owner_check(self) -> None:
+        if not self._live.holds(self.record.call_id):
+            raise LeaseLapsed(self.record.call_id)
 
     async def _recorded_reason(self, otherwise: str) -> str:
         """Why the call ended, as whoever ended it recorded (client, budget, operator)."""

@@ -24,6 +24,7 @@ from tokenbroker.http.body import header
 from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.logs import AccessLog
 from tokenbroker.infra.metrics import Metrics
+from tokenbroker.infra.redis import STORE_ERRORS
 
 log = logging.getLogger("tokenbroker.access")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
@@ -104,19 +105,21 @@ class Edge:
             status = 503
             context.error = Unavailable("shutting_down", "The broker is shutting down; retry.",
                                         headers={"Retry-After": "1"})  # fmt: skip
-            body = render(context.error)
-            length = str(len(body)).encode()
-            headers = [(b"content-type", b"application/json"), (b"retry-after", b"1"),
-                       (b"content-length", length), (b"connection", b"close")]  # fmt: skip
-            await send_with_headers(
-                {"type": "http.response.start", "status": 503, "headers": headers}
-            )
-            await send({"type": "http.response.body", "body": body})
+            await self._reply(context.error, send_with_headers, close=True)
         except ClientDisconnect:
             # The client left before its body arrived: nobody to answer and nothing broken,
             # so no traceback and no 500 in the metrics. 499 is nginx's "client closed
             # request", used here only in the log line and the outcome.
             status = 499
+        except STORE_ERRORS as exc:
+            # Redis failed on a path that has no fail mode of its own: the same 503 as the
+            # limiter's closed mode, never a 500
+            log.warning("store error (%s)", type(exc).__name__, extra={"request_id": request_id})
+            if not response_started:
+                status = 503
+                context.error = Unavailable("store_unavailable", "The store is unavailable; "
+                                            "retry.", headers={"Retry-After": "1"})  # fmt: skip
+                await self._reply(context.error, send_with_headers)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             if not response_started:
@@ -131,9 +134,19 @@ class Edge:
                         ],
                     }
                 )
-                await send({"type": "http.response.body", "body": body})
+                await send_with_headers({"type": "http.response.body", "body": body})
         finally:
             self._finish(scope, context, status, time.perf_counter() - started)
+
+    @staticmethod
+    async def _reply(error: Unavailable, send: Send, *, close: bool = False) -> None:
+        body = render(error)
+        headers = [(b"content-type", b"application/json"), (b"retry-after", b"1"),
+                   (b"content-length", str(len(body)).encode())]  # fmt: skip
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     def _finish(self, scope: Scope, context: RequestContext, status: int, elapsed: float) -> None:
         """The one end of every request: its outcome, log line, metrics and audit entry."""

@@ -1,7 +1,11 @@
 """uvicorn's httptools protocol with the bounds a public endpoint needs, and errors in the
 broker's JSON envelope even where the server, not the app, answers.
 
-- headers (request line included) larger than ``max_header_bytes``: 431;
+- a head (request line and headers) larger than ``max_header_bytes``: 431 and closed,
+  counted in bytes as they arrive, so a value, a name or a request line that never ends
+  is refused once it passes the cap instead of being joined in memory by the parser;
+- a reply sent before its request's body arrived whole (a 413, a refusal before the
+  body was read): ``Connection: close`` and nothing more read, one request, one reply;
 - headers not complete ``header_timeout`` after the connection (or the request) began,
   or a body not complete ``body_timeout`` after its headers: 408 and the connection
   closed, so clients that never finish cannot pile up;
@@ -78,10 +82,6 @@ class CorkedTransport:
         return getattr(self._transport, name)
 
 
-class HeadersTooLarge(Exception):
-    """Raised from a parser callback; httptools turns it into a parse error."""
-
-
 def bounded_protocol(limits: ProtocolLimits) -> type[HttpToolsProtocol]:
     """The protocol class uvicorn instantiates per connection, with ``limits``.
 
@@ -93,8 +93,9 @@ def bounded_protocol(limits: ProtocolLimits) -> type[HttpToolsProtocol]:
     class BoundedHttpTools(HttpToolsProtocol):
         _waiting_since: float | None = None  # headers, or a body, still to come since then
         _waiting_for = "headers"
-        _header_bytes = 0
-        _too_large = False
+        _in_head = True  # the bytes arriving belong to a request's head
+        _head_bytes = 0  # how many of them so far
+        _keep_alive_after = True  # the request's keep-alive, once its body is complete
         _sweeping = False  # one sweeper per process (class attribute)
 
         def connection_made(self, transport: Any) -> None:
@@ -119,48 +120,73 @@ def bounded_protocol(limits: ProtocolLimits) -> type[HttpToolsProtocol]:
                 budget = limits.header_timeout if what == "headers" else limits.body_timeout
                 if now - since > budget and not conn.transport.is_closing():
                     conn._waiting_since = None
-                    message = f"The request {what} did not arrive in time."
-                    conn.transport.write(_reply(408, "request_timeout", message))
+                    cycle = conn.cycle
+                    if cycle is None or not cycle.response_started:  # one reply per request
+                        message = f"The request {what} did not arrive in time."
+                        conn.transport.write(_reply(408, "request_timeout", message))
                     conn.transport.close()
             loop.call_later(1.0, BoundedHttpTools._sweep, loop, connections)
 
         def _wait(self, what: str) -> None:
             self._waiting_since, self._waiting_for = self.loop.time(), what
 
+        def data_received(self, data: bytes) -> None:
+            """Bytes of a head are counted before the parser sees them: httptools joins a
+            header's value (or name, or the URL) inside itself and reports it only once it
+            ends, so a cap counted in its callbacks holds nothing against one that never
+            does. The parser gets at most the cap's worth of a head; past it, 431."""
+            if not self._in_head:
+                super().data_received(data)
+                return
+            room = limits.max_header_bytes - self._head_bytes
+            if len(data) <= room:
+                self._head_bytes += len(data)
+                super().data_received(data)
+                return
+            self._head_bytes = limits.max_header_bytes
+            if room > 0:
+                super().data_received(data[:room])
+            if self._in_head:  # the head did not end within the cap
+                self._refuse_head()
+            elif not self.transport.is_closing():
+                super().data_received(data[max(room, 0) :])
+
+        def _refuse_head(self) -> None:
+            if self.transport.is_closing():
+                return
+            self._waiting_since = None
+            message = f"The request headers exceed {limits.max_header_bytes} bytes."
+            self.transport.write(_reply(431, "headers_too_large", message))
+            self.transport.close()
+
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._header_bytes = 0
             if self._waiting_since is None:
                 self._wait("headers")
 
-        def on_url(self, url: bytes) -> None:
-            self._count(len(url))
-            super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._count(len(name) + len(value) + 4)
-            super().on_header(name, value)
-
-        def _count(self, size: int) -> None:
-            self._header_bytes += size
-            if self._header_bytes > limits.max_header_bytes:
-                self._too_large = True
-                raise HeadersTooLarge
-
         def on_headers_complete(self) -> None:
+            self._in_head, self._head_bytes = False, 0
             self._wait("body")
+            previous = self.cycle
             super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is None or cycle is previous:  # a WebSocket upgrade: no request cycle
+                return
+            # No keep-alive until the body is complete: a reply that starts before then (a
+            # 413, a refusal before the body was read) ends the connection, and the rest of
+            # the body (it may never end) is not read. Restored when the body is complete.
+            self._keep_alive_after, cycle.keep_alive = cycle.keep_alive, False
 
         def on_message_complete(self) -> None:
             self._waiting_since = None
+            self._in_head = True
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_started:
+                cycle.keep_alive = self._keep_alive_after
             super().on_message_complete()
 
         def send_400_response(self, msg: str) -> None:
-            if self._too_large:
-                message = f"The request headers exceed {limits.max_header_bytes} bytes."
-                reply = _reply(431, "headers_too_large", message)
-            else:
-                reply = _reply(400, "invalid_http", "The request is not valid HTTP/1.1.")
+            reply = _reply(400, "invalid_http", "The request is not valid HTTP/1.1.")
             self.transport.write(reply)
             self.transport.close()
 

@@ -93,6 +93,14 @@ class Metrics:
             "tokenbroker_call_adoptions", "Live calls adopted from a replica that stopped "
             "renewing (or handed them over).", registry=r,
         )  # fmt: skip
+        self.call_cancels = Counter(
+            "tokenbroker_call_cancels", "Responses cancelled on live calls because a budget "
+            "of their user's was spent.", registry=r,
+        )  # fmt: skip
+        self.call_leases_lapsed = Counter(
+            "tokenbroker_call_leases_lapsed", "Live calls let go because their lease could not "
+            "be renewed in time (Redis unavailable); adopted again once it returns.", registry=r,
+        )  # fmt: skip
         self.sideband_reconnects = Counter(
             "tokenbroker_sideband_reconnects", "Sideband WebSockets re-opened after a break.",
             registry=r,

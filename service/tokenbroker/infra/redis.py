@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
+import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, parse_url
 from redis.connection import HiredisRespSerializer
 
 from tokenbroker.config.settings import Settings
+from tokenbroker.infra.breaker import CircuitBreaker
 
 # What a store call can raise when Redis is down, slow or gone: callers apply their fail mode.
 STORE_ERRORS = (aioredis.RedisError, OSError, TimeoutError)
@@ -30,6 +33,48 @@ class _HiredisPacking:
     def pack_command(self, *args: Any) -> list[bytes]:
         packed: list[bytes] = self._serializer.pack(*args)
         return packed
+
+
+class _Breaking:
+    """Every command of a client behind one circuit breaker: whatever path asks (a charge,
+    the call registry, the usage ledger, policies), a Redis that keeps failing is not asked
+    again until the breaker lets a probe through, and each caller fails at once with a
+    store error instead of waiting out the socket timeout. Each client gets its own
+    subclass holding its breaker (:func:`connect`)."""
+
+    breaker: ClassVar[CircuitBreaker]
+    _sending = False  # a command of the connection's own (connect's handshake) inside a send
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if self._sending:  # part of the command being sent: the breaker let it through
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+            return
+        if not self.breaker.allow():
+            raise redis.exceptions.ConnectionError("Redis circuit open")
+        self._sending = True
+        try:
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        except BaseException:
+            self.breaker.failure()
+            raise
+        finally:
+            self._sending = False
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            reply = await super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except redis.exceptions.ResponseError:
+            self.breaker.success()  # Redis answered, with an error reply
+            raise
+        except asyncio.CancelledError:  # says nothing of Redis, but a probe must not stay one
+            if self.breaker.state != "closed":
+                self.breaker.failure()
+            raise
+        except Exception:
+            self.breaker.failure()
+            raise
+        self.breaker.success()
+        return reply
 
 
 class HiredisConnection(_HiredisPacking, Connection):
@@ -62,9 +107,10 @@ def _tls(settings: Settings) -> dict[str, Any]:
     return {k: str(v) for k, v in options.items() if v is not None}
 
 
-def connect(settings: Settings) -> Any:
-    """The shared client: bounded timeouts (the circuit breaker makes a dead Redis cost
-    nothing after a few failures) and a bounded pool. The pool does not make callers
+def connect(settings: Settings, breaker: CircuitBreaker | None = None) -> Any:
+    """The shared client: bounded timeouts, ``breaker`` in front of every command (a dead
+    or frozen Redis costs nothing after a few failures; single node only, a Cluster
+    client keeps its own per-node connections) and a bounded pool. The pool does not make callers
     wait for a free connection: redis-py's blocking pool costs ~130 µs per command here,
     more than the script itself; a connection is held only for one round trip, so the
     bound is reached only by thousands of simultaneous charges."""
@@ -82,6 +128,11 @@ def connect(settings: Settings) -> Any:
         url_options["connection_class"] = SharedContextSSLConnection
     elif url_options.get("connection_class", Connection) is Connection:
         url_options["connection_class"] = HiredisConnection
+    if breaker is not None:
+        base = url_options["connection_class"]
+        url_options["connection_class"] = type(
+            f"Breaking{base.__name__}", (_Breaking, base), {"breaker": breaker}
+        )
     pool = aioredis.ConnectionPool(
         max_connections=settings.redis.max_connections, **{**options, **url_options}
     )

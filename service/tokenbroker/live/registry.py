@@ -9,12 +9,13 @@ calls being created) sit in a set that caps ``max_live_calls``. Every operation 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
+
+from tokenbroker.live.notices import user_tag
 
 LEASE_HOLD_MS = 30_000  # a reservation for a call being created lasts at most this
 
@@ -84,8 +85,7 @@ class Registry:
         return self._call_prefix + call_id
 
     def _user(self, user_id: str) -> str:
-        digest = hashlib.blake2b(user_id.encode(), digest_size=9).hexdigest()
-        return self._user_prefix + digest
+        return self._user_prefix + user_tag(user_id)
 
     async def reserve(self, user_id: str, max_live: int | None, token: str) -> float | None:
         """Hold a place for a call being created; None if held, else the seconds until one

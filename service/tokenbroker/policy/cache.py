@@ -47,7 +47,9 @@ class PolicyCache:
         """Load the current version; on an empty store, apply ``initial_text`` first."""
         version = (await self.store.stamp()).version
         if version == 0 and initial_text is not None:
-            parse_policy_text(initial_text, self.vocabulary)  # refuse to seed an invalid file
+            await asyncio.to_thread(
+                parse_policy_text, initial_text, self.vocabulary
+            )  # refuse to seed an invalid file
             version = await self.store.apply(initial_text, note="initial file")
             log.info("policy store was empty; applied the configured file as version %d", version)
         await self.refresh()
@@ -68,7 +70,7 @@ class PolicyCache:
         if record is None or stamp.digest not in ("", digest(record.text)):
             return changed  # written after the stamp was read: the next poll takes it
         try:
-            policies = parse_policy_text(record.text, self.vocabulary)
+            policies = await asyncio.to_thread(parse_policy_text, record.text, self.vocabulary)
         except PolicyError as exc:
             self._rejected.add(stamp.policy)
             log.error(

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from tokenbroker.limits.rules import LimitRule, parse_duration
+from tokenbroker.policy.document import load_policy_yaml
 from tokenbroker.policy.fields import POLICY_FIELDS
 from tokenbroker.policy.fields_calls import CALL_FIELDS
 from tokenbroker.policy.fields_ga import GA_FIELDS
@@ -156,8 +155,4 @@ def parse_policy_set(document: Any, vocabulary: Vocabulary = GA) -> PolicySet:
 
 def parse_policy_text(text: str, vocabulary: Vocabulary = GA) -> PolicySet:
     """Parse YAML text and validate it; PolicyError on any problem."""
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError([f"(yaml): {exc}"]) from None
-    return parse_policy_set(document, vocabulary)
+    return parse_policy_set(load_policy_yaml(text), vocabulary)
