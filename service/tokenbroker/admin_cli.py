@@ -15,10 +15,11 @@ from typing import Any
 from tokenbroker.config.load import SettingsError, config_path, environment, load_settings
 from tokenbroker.config.settings import Settings
 from tokenbroker.errors import BrokerError
+from tokenbroker.families import vocabulary as family_vocabulary
 from tokenbroker.limits.rules import parse_duration
 from tokenbroker.policy.model import PolicyError, PolicySet
 from tokenbroker.policy.parse import parse_policy_text
-from tokenbroker.policy.vocabulary import VOCABULARIES, Vocabulary, reference_notes
+from tokenbroker.policy.vocabulary import Vocabulary, reference_notes
 
 
 def settings_from_args(args: argparse.Namespace, *, require_secrets: bool = True) -> Settings:
@@ -54,15 +55,15 @@ def _print_notes(notes: Iterable[str]) -> None:
 
 
 async def _operate(args: argparse.Namespace) -> None:
-    from tokenbroker.flow.live import end_call
     from tokenbroker.flow.operations import Operations
+    from tokenbroker.flow.watched import end_call
     from tokenbroker.infra.audit import RedisAudit
     from tokenbroker.infra.metrics import Metrics
     from tokenbroker.infra.redis import connect
     from tokenbroker.limits.ledger import Ledger
     from tokenbroker.limits.redis import RedisLimiter
-    from tokenbroker.live.registry import Registry
     from tokenbroker.policy.store import RedisPolicyStore
+    from tokenbroker.registry.registry import Registry
     from tokenbroker.upstream.calls import CallsUpstream
     from tokenbroker.wiring import open_upstream
 
@@ -79,7 +80,7 @@ async def _operate(args: argparse.Namespace) -> None:
                 RedisPolicyStore(client, settings.redis.prefix),
                 RedisLimiter(client, settings.redis.prefix, cluster=settings.redis.cluster),
                 RedisAudit(client, f"{settings.redis.prefix}:audit", settings.audit.max_entries),
-                VOCABULARIES[settings.upstream.dialect],
+                family_vocabulary(settings.upstream.dialect),
                 registry=registry,
                 ledger=Ledger(client, settings.redis.prefix),
                 end_call=lambda record, reason: end_call(registry, calls, record, reason),
@@ -142,7 +143,7 @@ async def _dispatch(args: argparse.Namespace, ops: Any) -> None:
 
 def cmd_policy(args: argparse.Namespace) -> None:
     if args.policy_command == "validate":
-        vocabulary = VOCABULARIES[args.dialect]
+        vocabulary = family_vocabulary(args.dialect)
         _, document = _read_policy_file(args.file, vocabulary)
         _print_notes(reference_notes(document.policies.values(), vocabulary))
         print(f"{args.file}: valid for dialect {args.dialect}")

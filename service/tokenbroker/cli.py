@@ -69,9 +69,10 @@ def dev_settings(policies: Path, secret: str, origins: Sequence[str] = ()) -> Se
 def _dev_policy(policies: Path, sub: str) -> tuple[str, dict[str, str]]:
     """What the policy of the printed token's user allows, in a sentence a person reads at
     start, and a request body it accepts (one of its voices) for the printed curl."""
+    from tokenbroker.families import vocabulary as family_vocabulary
     from tokenbroker.policy.parse import parse_policy_text
 
-    policy = parse_policy_text(policies.read_text()).select(sub, {})
+    policy = parse_policy_text(policies.read_text(), family_vocabulary("openai")).select(sub, {})
     limits = ", ".join(f"{r.limit} per {r.per_text}" for r in policy.limits) or "no limit"
     calls = policy.calls
     live = f", {calls.max_live_calls} live per user" if calls.max_live_calls else ""

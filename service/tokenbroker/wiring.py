@@ -19,11 +19,14 @@ import httpx
 from tokenbroker.auth.authenticator import Authenticator
 from tokenbroker.auth.jwks import make_jwks_client
 from tokenbroker.config.settings import Settings
+from tokenbroker.families import vocabulary as family_vocabulary
+from tokenbroker.families.live.flow import LiveSessions, safety_key
+from tokenbroker.families.live.upstream import LiveUpstream
 from tokenbroker.flow.calls import CallFlow
-from tokenbroker.flow.live import LiveCalls
 from tokenbroker.flow.mint import Broker
 from tokenbroker.flow.operations import Operations
-from tokenbroker.flow.runtime import Runtime
+from tokenbroker.flow.runtime import Runtime, SessionFamily
+from tokenbroker.flow.watched import LiveCalls
 from tokenbroker.infra.audit import AuditTrail, RedisAudit
 from tokenbroker.infra.breaker import CircuitBreaker
 from tokenbroker.infra.metrics import Metrics
@@ -32,11 +35,10 @@ from tokenbroker.limits.failover import FailModeLimiter
 from tokenbroker.limits.ledger import Ledger, UsageLedger
 from tokenbroker.limits.memory import MemoryLimiter
 from tokenbroker.limits.redis import RedisLimiter
-from tokenbroker.live.notices import RedisNotices, SpentNotices
-from tokenbroker.live.registry import CallRegistry, Registry
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.store import RedisPolicyStore
-from tokenbroker.policy.vocabulary import VOCABULARIES
+from tokenbroker.registry.notices import RedisNotices, SpentNotices
+from tokenbroker.registry.registry import CallRegistry, Registry
 from tokenbroker.upstream.calls import CallsUpstream
 from tokenbroker.upstream.client import Connection, Upstream, UpstreamPolicy
 from tokenbroker.upstream.dialects import DIALECTS
@@ -113,10 +115,17 @@ async def live_runtime(
     live = LiveCalls(replica_name(), registry, ledger, calls_up, broker.policies,
                      settings.calls, metrics, audit, notices)  # fmt: skip
     ops = operations(registry=registry, ledger=ledger, end_call=live.end)
+    live_up = LiveUpstream(broker.upstream)
+    families: dict[str, SessionFamily] = {}
+    if settings.upstream.dialect != "openai-beta":  # the beta API has no GPT-Live
+        key = safety_key(settings.live.safety_secret, settings.upstream.api_key)
+        families["live"] = LiveSessions(broker, registry, live_up, settings.live.mcp_secrets, key)
     try:
-        yield Runtime(broker, settings, ops, audit, ping, calls=CallFlow(broker, live), live=live)
+        yield Runtime(broker, settings, ops, audit, ping, calls=CallFlow(broker, live), live=live,
+                      families=families)  # fmt: skip
     finally:
         await calls_up.close()
+        await live_up.close()
 
 
 @contextlib.asynccontextmanager
@@ -127,7 +136,7 @@ async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[R
     up_cfg = settings.upstream
     try:
         store = RedisPolicyStore(client, settings.redis.prefix, listener)
-        vocabulary = VOCABULARIES[settings.upstream.dialect]
+        vocabulary = family_vocabulary(settings.upstream.dialect)
         cache = PolicyCache(store, settings.policies.refresh_interval, vocabulary)
         initial = initial_policies(settings)
         with contextlib.suppress(*STORE_ERRORS):

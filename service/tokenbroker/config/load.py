@@ -103,6 +103,13 @@ def _from_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
             redis["cluster"] = True
         doc["redis"] = redis
     doc["admin_token"] = env.get("TOKENBROKER_ADMIN_TOKEN") or None
+    live = doc.get("live")
+    if isinstance(live, dict) or live is None:
+        doc["live"] = {
+            **(live or {}),
+            "safety_secret": env.get("TOKENBROKER_SAFETY_SECRET") or None,
+            "mcp_secrets": {k: v for k, v in env.items() if k.startswith("TOKENBROKER_MCP_")},
+        }
     return doc
 
 

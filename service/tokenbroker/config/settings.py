@@ -230,6 +230,21 @@ class CallsSettings(Section):
         return self
 
 
+class LiveSettings(Section):
+    safety_secret: str | None = env_field(
+        "TOKENBROKER_SAFETY_SECRET",
+        "GPT-Live: the key of each user's `safety_identifier` "
+        "pseudonym (HMAC of the user id); unset: derived from the upstream key",
+    )
+    mcp_secrets: dict[str, str] = Field(
+        default_factory=dict,
+        repr=False,
+        json_schema_extra={"env": "TOKENBROKER_MCP_*"},
+        description="GPT-Live: the secrets a policy's MCP tools name (`authorization_env`, "
+        "`headers_env`), every `TOKENBROKER_MCP_*` variable",
+    )
+
+
 class Settings(Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
@@ -247,6 +262,7 @@ class Settings(Section):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     calls: CallsSettings = Field(default_factory=CallsSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
     admin_token: str | None = env_field(
         "TOKENBROKER_ADMIN_TOKEN", "enables the admin API under `/admin/` with this credential"
     )

@@ -11,16 +11,16 @@ from functools import partial
 from tokenbroker.auth.jwks import make_jwks_client
 from tokenbroker.config.settings import Settings
 from tokenbroker.fake_upstream.app import FakeControls, create_fake_upstream
+from tokenbroker.families import vocabulary as family_vocabulary
 from tokenbroker.flow.operations import Operations
 from tokenbroker.flow.runtime import Runtime
 from tokenbroker.infra.audit import MemoryAudit
 from tokenbroker.infra.metrics import Metrics
 from tokenbroker.limits.ledger import MemoryLedger
 from tokenbroker.limits.memory import MemoryLimiter
-from tokenbroker.live.memory import MemoryRegistry
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.store import MemoryPolicyStore
-from tokenbroker.policy.vocabulary import VOCABULARIES
+from tokenbroker.registry.memory import MemoryRegistry
 from tokenbroker.server import serve_in_thread
 from tokenbroker.wiring import build_broker, initial_policies, live_runtime, open_upstream
 
@@ -31,7 +31,7 @@ DEV_API_KEY = "sk-dev-fake-upstream"  # the fake upstream's key, not a secret
 async def memory_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime]:
     fake = create_fake_upstream(FakeControls(api_key=DEV_API_KEY, record=False))
     store = MemoryPolicyStore()
-    vocabulary = VOCABULARIES[settings.upstream.dialect]
+    vocabulary = family_vocabulary(settings.upstream.dialect)
     cache = PolicyCache(store, settings.policies.refresh_interval, vocabulary)
     await cache.bootstrap(initial_policies(settings))
     limiter = MemoryLimiter()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import random
 import secrets
 import time
@@ -30,7 +31,8 @@ from starlette.routing import Route
 
 from tokenbroker.errors import error_body
 from tokenbroker.fake_upstream.calls import FakeCalls
-from tokenbroker.fake_upstream.validate import CLIENT_SECRETS, SESSIONS, Refused, check
+from tokenbroker.fake_upstream.live import FakeLive
+from tokenbroker.fake_upstream.validate import CLIENT_SECRETS, LIVE_CREATE, SESSIONS, Refused, check
 
 
 @dataclass
@@ -162,7 +164,7 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
         request: Request,
         schema: tuple[str, str],
         key_header: str,
-        reply: Callable[[dict[str, Any]], dict[str, Any]],
+        reply: Callable[[dict[str, Any]], Any],  # a reply body, or a Response (awaitable)
     ) -> Response:
         controls.count += 1
         async with controls.arrived:
@@ -201,7 +203,10 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
             config = check(raw, schema)
         except Refused as exc:
             return _error(400, "invalid_request_error", exc.code, exc.message, exc.param)
-        return JSONResponse(reply(config))
+        answer = reply(config)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return answer if isinstance(answer, Response) else JSONResponse(answer)
 
     async def control(request: Request) -> Response:
         body = await request.json()
@@ -232,6 +237,14 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
 
     calls = FakeCalls(controls.api_key, _error, unauthorized, key_of)
     controls.calls = calls.calls
+    live = FakeLive()
+
+    async def create_live(request: Request) -> Response:
+        return await mint(request, LIVE_CREATE, "authorization", live.create)
+
+    async def create_azure_live(request: Request) -> Response:
+        return await mint(request, LIVE_CREATE, "api-key", live.create)
+
     return Starlette(
         routes=[
             *calls.routes(),
@@ -240,6 +253,9 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
             Route(
                 "/openai/v1/realtime/client_secrets", create_azure_client_secret, methods=["POST"]
             ),
+            Route("/v1/live/sessions", create_live, methods=["POST"]),
+            Route("/openai/v1/live/sessions", create_azure_live, methods=["POST"]),
+            *live.routes(),
             Route("/_fake/control", control, methods=["POST"]),
             Route("/_fake/requests", received, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),

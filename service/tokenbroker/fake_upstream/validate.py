@@ -24,6 +24,7 @@ SESSIONS = ("realtime-sessions.json", "RealtimeSessionCreateRequest")
 CLIENT_SECRETS = ("realtime-client-secrets.json", "RealtimeCreateClientSecretRequest")
 CALL_CREATE = ("realtime-calls.json", "RealtimeCallCreateRequest")
 SESSION_UPDATE = ("realtime-calls.json", "RealtimeClientEventSessionUpdate")
+LIVE_CREATE = ("live.json", "LiveCreateParams")  # derived from the official SDK's types
 
 
 class Refused(Exception):

@@ -20,12 +20,12 @@ from typing import Any
 
 from tokenbroker.errors import InvalidRequest, NotFound, RateLimited, Unavailable
 from tokenbroker.flow.context import RequestContext
-from tokenbroker.flow.live import LiveCalls
 from tokenbroker.flow.mint import Broker, enforce_ga_session, policy_adjusted
+from tokenbroker.flow.watched import LiveCalls
 from tokenbroker.infra.redis import STORE_ERRORS
-from tokenbroker.live.registry import CallRecord
 from tokenbroker.policy.enforce_ga import enforce_ga
 from tokenbroker.policy.ga_request import validate_client_secret_request
+from tokenbroker.registry.registry import CallRecord
 from tokenbroker.upstream.calls import CALL_ID, CreatedCall
 from tokenbroker.upstream.dialects.ga import from_ga, ga_path, to_ga
 

@@ -18,11 +18,11 @@ from tokenbroker.errors import InvalidRequest, NotFound
 from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.limits.gcra import LimitState
 from tokenbroker.limits.ledger import UsageLedger
-from tokenbroker.live.registry import CallRecord, CallRegistry
 from tokenbroker.policy.model import PolicyError, PolicySet
 from tokenbroker.policy.parse import parse_policy_text
 from tokenbroker.policy.store import PolicyStore, PolicyVersion
 from tokenbroker.policy.vocabulary import GA, Vocabulary, reference_notes
+from tokenbroker.registry.registry import CallRecord, CallRegistry
 
 
 def _invalid(exc: PolicyError) -> InvalidRequest:

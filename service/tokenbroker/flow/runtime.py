@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from tokenbroker.config.settings import Settings
 from tokenbroker.flow.calls import CallFlow
-from tokenbroker.flow.live import LiveCalls
+from tokenbroker.flow.context import RequestContext
 from tokenbroker.flow.mint import Broker
 from tokenbroker.flow.operations import Operations
+from tokenbroker.flow.watched import LiveCalls
 from tokenbroker.infra.audit import AuditTrail
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyReply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+class SessionFamily(Protocol):
+    """An API family's sessions as the HTTP layer sees them (tokenbroker.families)."""
+
+    async def create(
+        self, authorization: Sequence[str], raw: bytes, log: RequestContext
+    ) -> FamilyReply: ...
 
 
 @dataclass
@@ -23,6 +40,7 @@ class Runtime:
     store_ping: Callable[[], Awaitable[bool]] | None = None
     calls: CallFlow | None = None  # live calls (needs the Redis store)
     live: LiveCalls | None = None
+    families: dict[str, SessionFamily] = field(default_factory=dict)  # "live": GPT-Live
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     draining: bool = False
 

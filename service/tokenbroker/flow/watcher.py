@@ -25,14 +25,14 @@ import aiohttp
 
 from tokenbroker.infra.redis import STORE_ERRORS
 from tokenbroker.limits.usage import RATES, Usage, usage_of
-from tokenbroker.live.notices import user_tag
-from tokenbroker.live.registry import CallRecord
 from tokenbroker.policy.drift import revert, violations
 from tokenbroker.policy.model import Policy
+from tokenbroker.registry.notices import user_tag
+from tokenbroker.registry.registry import CallRecord
 from tokenbroker.upstream.calls import SidebandGone
 
 if TYPE_CHECKING:
-    from tokenbroker.flow.live import LiveCalls
+    from tokenbroker.flow.watched import LiveCalls
 
 log = logging.getLogger("tokenbroker.calls")
 MAX_REVERTS = 20  # a client that keeps drifting after this many reverts is hung up

@@ -28,6 +28,7 @@ from tokenbroker.http.admin import admin_routes
 from tokenbroker.http.body import read_json_bytes
 from tokenbroker.http.calls import CreateCallRoute, call_routes
 from tokenbroker.http.edge import Edge
+from tokenbroker.http.live import CreateLiveRoute
 from tokenbroker.infra import fast_json
 from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.logs import AccessLog
@@ -216,6 +217,7 @@ def create_app(
         "/v1/realtime/sessions": MintRoute(lambda b: b.mint),
         "/v1/realtime/client_secrets": MintRoute(lambda b: b.mint_client_secret),
         "/v1/realtime/calls": CreateCallRoute(),
+        "/v1/live/sessions": CreateLiveRoute(),
     }
     routes = [
         *(Route(path, app, methods=["POST"]) for path, app in hot.items()),

@@ -112,6 +112,8 @@ class Policy:
     mode: str = "any"  # any | calls_only
     calls: CallRules = field(default_factory=CallRules)
     budgets: tuple[Budget, ...] = ()
+    # the API families' sections (tokenbroker.families), as their parsers made them
+    sections: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,14 +102,15 @@ def parse_policy_set(document: Any, vocabulary: Vocabulary = GA) -> PolicySet:
         errors.append("policies: must be a non-empty mapping of name to policy")
         raise PolicyError(errors)
 
+    fields_of = {**FIELDS, **vocabulary.sections}
     own: dict[str, dict[str, Any]] = {}
     for name, raw in raw_policies.items():
         path = f"policies.{name}"
-        raw = mapping(raw or {}, path, errors, {**FIELDS, "extends": None})
+        raw = mapping(raw or {}, path, errors, {**fields_of, "extends": None})
         own[name] = {
-            key: FIELDS[key](value, f"{path}.{key}", errors)
+            key: fields_of[key](value, f"{path}.{key}", errors)
             for key, value in raw.items()
-            if key in FIELDS
+            if key in fields_of
         }
     _names(own, vocabulary, errors)
 
@@ -123,7 +124,8 @@ def parse_policy_set(document: Any, vocabulary: Vocabulary = GA) -> PolicySet:
         }
         if not fields.get("disabled") and "models" not in fields:
             errors.append(f"policies.{name}.models: is required (directly or through extends)")
-        policies[name] = Policy(name=str(name), **fields)
+        sections = {key: fields.pop(key) for key in vocabulary.sections if key in fields}
+        policies[name] = Policy(name=str(name), **fields, sections=sections)
 
     default = doc.get("default_policy")
     if not isinstance(default, str) or default not in raw_policies:

@@ -102,6 +102,11 @@ def check(validator: Check, body: Any, *, prefix: str = "") -> Any:
             param = _param(path, unknown.group(1).strip() if unknown else None)
             raise InvalidRequest("unknown_parameter", f"Unknown parameter: '{param}'.",
                                  param=param) from None  # fmt: skip
+        if exc.rule == "required":
+            missing = [name for name in exc.rule_definition if name not in (exc.value or {})]
+            param = _param(path, missing[0] if missing else None)
+            raise InvalidRequest("missing_required_parameter", f"Missing required parameter: "
+                                 f"'{param}'.", param=param) from None  # fmt: skip
         param = _param(path)
         code = "invalid_type" if exc.rule == "type" else "invalid_value"
         where = f"'{param}'" if param else "The request body"

@@ -10,12 +10,13 @@ typo that every mint would meet at the upstream).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 from tokenbroker.policy.model import Policy
+from tokenbroker.policy.primitives import Parser
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,8 @@ class Vocabulary:
     voices: tuple[str, ...] | None
     listed_models: tuple[str, ...] | None = None  # the reference's names (None: no notes)
     listed_voices: tuple[str, ...] | None = None
+    # policy keys of the API families (tokenbroker.families): key -> its parser
+    sections: Mapping[str, Parser] = field(default_factory=dict)
 
 
 def _enum(schema: Any) -> tuple[str, ...] | None:

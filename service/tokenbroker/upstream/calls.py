@@ -21,7 +21,7 @@ import aiohttp
 from yarl import URL
 
 from tokenbroker.upstream.client import Upstream
-from tokenbroker.upstream.failures import Failure, Kind, UpstreamError
+from tokenbroker.upstream.failures import Failure, Kind, UpstreamError, failed
 
 CALL_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -34,13 +34,6 @@ class CreatedCall:
 
 class SidebandGone(Exception):
     """The upstream refused the sideband: the call is over (or was never there)."""
-
-
-def _failure(
-    kind: Kind, status: int | None = None, retry_after: str | None = None
-) -> UpstreamError:
-    failure = Failure(kind, status, retry_after)
-    return UpstreamError(failure, failure.error())
 
 
 class CallsUpstream:
@@ -98,13 +91,13 @@ class CallsUpstream:
                 )
         except aiohttp.ConnectionTimeoutError:
             breaker.failure()
-            raise _failure(Kind.UNREACHABLE) from None
+            raise failed(Kind.UNREACHABLE) from None
         except TimeoutError:
             breaker.failure()
-            raise _failure(Kind.TIMEOUT) from None
+            raise failed(Kind.TIMEOUT) from None
         except aiohttp.ClientError:
             breaker.failure()
-            raise _failure(Kind.UNREACHABLE) from None
+            raise failed(Kind.UNREACHABLE) from None
         if status not in (200, 201):
             failure = Failure(Kind.STATUS, status, retry_after)
             breaker.failure() if failure.unhealthy else breaker.success()
@@ -113,7 +106,7 @@ class CallsUpstream:
         call_id = location.rstrip("/").rsplit("/", 1)[-1]
         answer = content.decode("utf-8", errors="replace")
         if not CALL_ID.match(call_id) or not answer.startswith("v=0"):
-            raise _failure(Kind.INVALID)
+            raise failed(Kind.INVALID)
         return CreatedCall(call_id, answer)
 
     async def hangup(self, call_id: str) -> bool:

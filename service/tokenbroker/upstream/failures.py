@@ -107,3 +107,9 @@ class UpstreamError(Exception):
         super().__init__(error.message)
         self.failure = failure
         self.error = error
+
+
+def failed(kind: Kind, status: int | None = None, retry_after: str | None = None) -> UpstreamError:
+    """The error of an upstream call that ended in a failure of ``kind``."""
+    failure = Failure(kind, status, retry_after)
+    return UpstreamError(failure, failure.error())

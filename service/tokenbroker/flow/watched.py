@@ -31,10 +31,10 @@ from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.metrics import Metrics
 from tokenbroker.infra.redis import STORE_ERRORS
 from tokenbroker.limits.ledger import UsageLedger
-from tokenbroker.live.notices import LocalNotices, SpentNotices, user_tag
-from tokenbroker.live.registry import CallRecord, CallRegistry
 from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.model import Policy
+from tokenbroker.registry.notices import LocalNotices, SpentNotices, user_tag
+from tokenbroker.registry.registry import CallRecord, CallRegistry
 from tokenbroker.upstream.calls import CallsUpstream
 
 log = logging.getLogger("tokenbroker.calls")

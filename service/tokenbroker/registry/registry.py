@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
 
-from tokenbroker.live.notices import user_tag
+from tokenbroker.registry.notices import user_tag
 
 LEASE_HOLD_MS = 30_000  # a reservation for a call being created lasts at most this
 
@@ -55,7 +55,9 @@ def _pairs(flat: list[Any]) -> dict[bytes, bytes]:
 
 
 class CallRegistry(Protocol):
-    async def reserve(self, user_id: str, max_live: int | None, token: str) -> float | None: ...
+    async def reserve(
+        self, user_id: str, max_live: int | None, token: str, hold: float | None = None
+    ) -> float | None: ...
     async def release(self, user_id: str, token: str) -> None: ...
     async def register(
         self, token: str, call_id: str, user_id: str, policy: str, session: dict[str, Any],
@@ -87,11 +89,15 @@ class Registry:
     def _user(self, user_id: str) -> str:
         return self._user_prefix + user_tag(user_id)
 
-    async def reserve(self, user_id: str, max_live: int | None, token: str) -> float | None:
-        """Hold a place for a call being created; None if held, else the seconds until one
-        of the user's live calls must have ended (the cap is reached)."""
+    async def reserve(
+        self, user_id: str, max_live: int | None, token: str, hold: float | None = None
+    ) -> float | None:
+        """Hold a place among the user's live calls (for a call being created: until it is
+        registered; for a GPT-Live session: ``hold`` seconds, its whole life); None if
+        held, else the seconds until one of the user's live calls must have ended."""
+        hold_ms = round(hold * 1000) if hold is not None else LEASE_HOLD_MS
         reply = await self._script(
-            keys=[self._user(user_id)], args=["reserve", max_live or 0, token, LEASE_HOLD_MS]
+            keys=[self._user(user_id)], args=["reserve", max_live or 0, token, hold_ms]
         )
         return None if int(reply[0]) == 1 else max(int(reply[1]), 0) / 1000
 

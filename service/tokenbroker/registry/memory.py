@@ -1,6 +1,6 @@
 """The live-call registry in this process only (``tokenbroker dev``: one replica, no Redis).
 
-Same operations and answers as :class:`~tokenbroker.live.registry.Registry`; with one
+Same operations and answers as :class:`~tokenbroker.registry.registry.Registry`; with one
 replica there is no one to adopt from, so leases only record what the owner renewed.
 """
 
@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from tokenbroker.live.registry import LEASE_HOLD_MS, CallRecord
+from tokenbroker.registry.registry import LEASE_HOLD_MS, CallRecord
 
 
 class MemoryRegistry:
@@ -26,11 +26,13 @@ class MemoryRegistry:
             del held[key]
         return held
 
-    async def reserve(self, user_id: str, max_live: int | None, token: str) -> float | None:
+    async def reserve(
+        self, user_id: str, max_live: int | None, token: str, hold: float | None = None
+    ) -> float | None:
         held = self._user(user_id)
         if max_live and len(held) >= max_live:
             return max(min(held.values()) - time.time(), 0.0)
-        held[token] = time.time() + LEASE_HOLD_MS / 1000
+        held[token] = time.time() + (hold if hold is not None else LEASE_HOLD_MS / 1000)
         return None
 
     async def release(self, user_id: str, token: str) -> None:

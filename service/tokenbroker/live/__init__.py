@@ -1,1 +1,0 @@
-"""Live calls: the registry in Redis of which replica watches which call."""
