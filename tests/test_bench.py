@@ -64,3 +64,21 @@ def test_live_call_benchmark_smoke_run(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "calls.json").read_text())
     assert result["adoption"]["adopted"] == result["calls"] == 50
     assert result["usage"]["redis_evalsha_per_event"] >= 1
+
+
+def test_live_session_benchmark_smoke_run(tmp_path: Path) -> None:
+    """`gpt_live.py --smoke`: GPT-Live creation through the broker and a bare relay, paired, the
+    relay sent the body the broker sent upstream."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH.parent / "gpt_live.py"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "live.json").read_text())
+    assert len(result["p50_ms"]["broker"]) == len(result["p50_ms"]["relay"]) == 2
+    sent = json.loads(result["relay_body"])["session"]
+    assert sent["instructions"] == "You are the support line."
+    assert sent["client"]["data_channel"]["allowed_client_events"]
+    assert "broker adds" in done.stdout

@@ -226,6 +226,23 @@ def test_the_demo_page_mints_and_holds_a_watched_call(page: Page, dev: dict[str,
     page.wait_for_function("document.getElementById('state').textContent === 'ended (hangup)'")
 
 
+def test_the_demo_page_holds_a_gpt_live_session(page: Page, dev: dict[str, Any]) -> None:
+    """Dev mode's GPT-Live: the page's client module creates the session through the
+    broker, the fake upstream (a real WebRTC peer) starts it on the data channel, an event
+    the policy's permissions do not allow is refused by the upstream, and the page closes
+    the session."""
+    page.goto(dev["broker"] + "/")
+    page.click("#live-start")
+    page.wait_for_function("document.getElementById('live-state').textContent === 'open'",
+                           timeout=15_000)  # fmt: skip
+    log = "document.getElementById('log').textContent"
+    page.wait_for_function(f"{log}.includes('live: session.started')")
+    page.click("#live-inject")
+    page.wait_for_function(f"{log}.includes('live: error:') && {log}.includes('not allowed')")
+    page.click("#live-close")
+    page.wait_for_function("document.getElementById('live-state').textContent === 'ended (hangup)'")
+
+
 @pytest.mark.parametrize(("which", "allowed"), [("allowed", True), ("other", False)])
 def test_dev_cors_origin(
     mapped_chrome: Browser, dev: dict[str, Any], which: str, allowed: bool

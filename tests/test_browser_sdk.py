@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Page
 
@@ -105,6 +106,31 @@ WEBRTC = """async ({broker, token}) => {
 }"""
 
 
+# A GPT-Live session made with the openai SDK's live resource: the page's offer in OpenAI's
+# JSON, the answer applied, the session started on the data channel (session.started).
+LIVE = """async ({broker, token}) => {
+  const client = new OpenAI({baseURL: broker + "/v1", apiKey: token, maxRetries: 0,
+                             dangerouslyAllowBrowser: true});
+  const pc = new RTCPeerConnection();
+  const mic = await navigator.mediaDevices.getUserMedia({audio: true});
+  pc.addTrack(mic.getTracks()[0]);
+  const channel = pc.createDataChannel("oai-events");
+  window.liveEvents = [];
+  const started = new Promise((resolve) => channel.addEventListener("message", (m) => {
+    const event = JSON.parse(m.data);
+    window.liveEvents.push(event);
+    if (event.type === "session.started") resolve(event);
+  }));
+  await pc.setLocalDescription(await pc.createOffer());
+  const created = await client.live.create(
+    {session: {model: "gpt-live-1"}, transport: {type: "webrtc", sdp: pc.localDescription.sdp}});
+  await pc.setRemoteDescription({type: "answer", sdp: created.transport.sdp});
+  const event = await started;
+  window.liveChannel = channel;
+  return {id: created.session.id, model: event.session.model};
+}"""
+
+
 @pytest.fixture(scope="module")
 def sdk_app(start_broker: StartBroker) -> Iterator[dict[str, Any]]:
     """A page that imports the SDKs, on an origin the broker allows; one broker on the
@@ -121,8 +147,10 @@ def sdk_app(start_broker: StartBroker) -> Iterator[dict[str, Any]]:
             broker = start_broker(upstream={"dialect": "openai"}, cors=cors)
             calls = start_broker(POLICIES / "calls.yaml", upstream={"dialect": "openai"},
                                  cors=cors)  # fmt: skip
+            live = start_broker(POLICIES / "live.yaml", upstream={"dialect": "openai"},
+                                cors=cors)  # fmt: skip
             yield {"broker": broker.url, "calls": calls.url, "origin": origin,
-                   "calls_server": calls}  # fmt: skip
+                   "calls_server": calls, "live": live.url}  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -230,3 +258,24 @@ def test_a_voice_agent_talks_through_a_watched_call(
     page.evaluate("window.session.close()")  # the page leaves: the upstream ends the call
     assert fake.ended(call_id)["ended_by"] == "browser"
     wait_until(lambda: ends() == before + 1)  # the broker saw it end, the user's slot is free
+
+
+def test_the_official_js_sdk_holds_a_gpt_live_session(
+    page: Page, sdk_app: dict[str, Any], fake_upstream_server: TokenbrokerServer
+) -> None:
+    """`client.live.create({session, transport})` from a page with the user's JWT: the
+    upstream (a real WebRTC peer) got the policy's session, started it on the page's data
+    channel, and refuses a client event the policy's permissions leave out."""
+    open_page(page, sdk_app)
+    args = {"broker": sdk_app["live"], "token": make_token("sdk-live")}
+    created = page.evaluate(LIVE, args)
+    assert created["model"] == "gpt-live-1"
+    state = httpx.get(f"{fake_upstream_server.url}/_fake/live/{created['id']}").json()
+    assert state["webrtc"]
+    assert state["session"]["instructions"] == "You are the support line. Be brief."
+    page.evaluate("window.liveChannel.send(JSON.stringify({type: 'session.update', "
+                  "session: {triggers: []}}))")  # fmt: skip
+    page.wait_for_function("window.liveEvents.some(e => e.type === 'error'"
+                           " && e.error.code === 'event_not_allowed')")  # fmt: skip
+    state = httpx.get(f"{fake_upstream_server.url}/_fake/live/{created['id']}").json()
+    assert state["refused"] == ["session.update"]

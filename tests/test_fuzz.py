@@ -181,8 +181,8 @@ def test_after_an_error_nothing_more_is_read(
     sent: bytes, after: bytes,
 ) -> None:  # fmt: skip
     """A request refused before its body is complete (too large, or not JSON) gets one
-    reply with Connection: close and the connection ends, whatever else the client sends;
-    the upstream is never asked."""
+    reply with Connection: close and the connection ends, however much more of the body
+    the client sends; the upstream is never asked."""
     if declared <= 65536 and media == "application/json":
         declared += 65536  # keep it refused before the body: 413
     before = upstream_count(upstream)
@@ -190,7 +190,8 @@ def test_after_an_error_nothing_more_is_read(
     text = (f"POST /v1/realtime/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
             f"{token}\r\nContent-Type: {media}\r\nContent-Length: {declared}\r\n\r\n")  # fmt: skip
     head = text.encode()
-    received, closed = exchange(broker, head + sent[: declared - 1] + after)
+    body = (sent + after)[: declared - 1]  # however much comes, the body stays incomplete
+    received, closed = exchange(broker, head + body)
     assert closed
     assert received.count(b"HTTP/1.1 ") == 1, received[:300]
     reply_head, _, body = received.partition(b"\r\n\r\n")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tokenbroker.families import vocabulary
 from tokenbroker.policy.model import PolicyError
 from tokenbroker.policy.parse import parse_policy_text
-from tokenbroker.policy.vocabulary import VOCABULARIES
 
 ROOT = Path(__file__).parent.parent
 INVALID = sorted((Path(__file__).parent / "policies" / "invalid").glob("*.yaml"))
@@ -42,7 +42,7 @@ def test_invalid_document_names_every_error(path: Path) -> None:
     dialect = next((line.split(":", 1)[1].strip() for line in path.read_text().splitlines()
                     if line.startswith("# dialect:")), "openai")  # fmt: skip
     with pytest.raises(PolicyError) as caught:
-        parse_policy_text(path.read_text(), VOCABULARIES[dialect])
+        parse_policy_text(path.read_text(), vocabulary(dialect))
     assert sorted(caught.value.errors) == sorted(expected_errors(path))
 
 

@@ -79,6 +79,9 @@ def _dev_policy(policies: Path, sub: str) -> tuple[str, dict[str, str]]:
     parts = [f"requests (mints and calls): {limits} per user",
              f"calls up to {calls.max_duration / 60:g} min{live}"]  # fmt: skip
     parts += [f"budget {b.name}" for b in policy.budgets]
+    gpt_live = policy.sections.get("live")
+    if gpt_live is not None:
+        parts.append(f"GPT-Live models {', '.join(gpt_live.models)}")
     voice = policy.voices[0] if policy.voices else "alloy"
     return f"policy {policy.name!r} ({policies}): " + "; ".join(parts), {"voice": voice}
 

@@ -125,7 +125,6 @@ async def live_runtime(
                       families=families)  # fmt: skip
     finally:
         await calls_up.close()
-        await live_up.close()
 
 
 @contextlib.asynccontextmanager

@@ -1,5 +1,6 @@
 """The benchmark's floor: forward the body to the upstream and return the secret, nothing
-else (no auth, no policy, no limits), with the broker's HTTP client and server settings."""
+else (no auth, no policy, no limits), with the broker's HTTP client and server settings;
+and a bare GPT-Live relay beside it (``POST /v1/live/sessions`` forwarded as it came)."""
 
 from __future__ import annotations
 
@@ -35,9 +36,22 @@ def create_floor(upstream_url: str, api_key: str) -> Starlette:
         out = {"client_secret": session["client_secret"], "model": session["model"]}
         return Response(json.dumps(out), status, media_type="application/json")
 
+    live_url = f"{upstream_url}/live/sessions"
+    json_headers = {**headers, "Content-Type": "application/json"}
+
+    async def live(request: Request) -> Response:
+        """A bare GPT-Live relay: the body as it came, the upstream's reply as it came."""
+        body = await request.body()
+        call = request.app.state.client.post(live_url).headers(json_headers).body_bytes(body)
+        reply = await call.build().send()
+        content = (await reply.bytes()).to_bytes()
+        return Response(content, reply.status, media_type="application/json")
+
     return Starlette(
-        routes=[Route("/v1/realtime/sessions", mint, methods=["POST"])], lifespan=lifespan
-    )
+        routes=[Route("/v1/realtime/sessions", mint, methods=["POST"]),
+                Route("/v1/live/sessions", live, methods=["POST"])],
+        lifespan=lifespan,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

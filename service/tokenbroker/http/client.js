@@ -4,7 +4,8 @@
 //
 // connect(): a live call through the broker (no key in the page): microphone,
 //   RTCPeerConnection, the "oai-events" data channel, the SDP offer to
-//   POST /v1/realtime/calls with the user's JWT. Resolves to a Call (below).
+//   POST /v1/realtime/calls with the user's JWT; with api: "live", a GPT-Live session
+//   (POST /v1/live/sessions). Resolves to a Call (below).
 // mintClientSecret(): a client secret from POST /v1/realtime/client_secrets, for SDKs
 //   that connect by themselves; apiKey() wraps it as the async function
 //   @openai/agents-realtime takes as its apiKey.
@@ -72,7 +73,9 @@ function gathered(pc, ms) {
 }
 
 /**
- * Opens a live call. Options: broker (base URL, default: where this module came from),
+ * Opens a live call, or with api: "live" a GPT-Live session (POST /v1/live/sessions; its
+ * session object is GPT-Live's, e.g. {model: "gpt-live-1.1"}; hangup() sends session.close
+ * on the data channel). Options: broker (base URL, default: where this module came from),
  * token (the user's JWT, or a function returning it), session (a GA session object;
  * omitted: the policy's defaults), stream (a MediaStream to send; default: the
  * microphone), audio (false: no microphone), onEvent (called with each server event).
@@ -82,8 +85,29 @@ function gathered(pc, ms) {
  * hangup(), info() (start, end, budgets left), ended (a promise of the end reason),
  * audio (the HTMLAudioElement playing the model), pc, channel.
  */
+async function offerRealtime(broker, auth, session, sdp) {
+  let res;
+  if (session) {
+    const form = new FormData();
+    form.set("sdp", sdp);
+    form.set("session", JSON.stringify(session));
+    res = await post(`${broker}/v1/realtime/calls`, auth, form);
+  } else {
+    res = await post(`${broker}/v1/realtime/calls`, { ...auth, "Content-Type": "application/sdp" }, sdp);
+  }
+  const location = res.headers.get("Location");
+  return { id: location.split("/").pop(), location, answer: await res.text() };
+}
+
+async function offerLive(broker, auth, session, sdp) {
+  const res = await post(`${broker}/v1/live/sessions`, { ...auth, "Content-Type": "application/json" },
+                         JSON.stringify({ session: session ?? {}, transport: { type: "webrtc", sdp } }));
+  const body = await res.json();
+  return { id: body.session.id, location: res.headers.get("Location"), answer: body.transport.sdp };
+}
+
 export async function connect({ broker = DEFAULT_BROKER, token, session, stream, audio = true,
-                                onEvent } = {}) {
+                                onEvent, api = "realtime" } = {}) {
   const auth = await bearer(token);
   const pc = new RTCPeerConnection();
   const media = stream ?? (audio ? await navigator.mediaDevices.getUserMedia({ audio: true }) : null);
@@ -124,27 +148,20 @@ export async function connect({ broker = DEFAULT_BROKER, token, session, stream,
 
   await pc.setLocalDescription(await pc.createOffer());
   await gathered(pc, 2000);
-  const sdp = pc.localDescription.sdp;
-  let res;
+  let created;
   try {
-    if (session) {
-      const form = new FormData();
-      form.set("sdp", sdp);
-      form.set("session", JSON.stringify(session));
-      res = await post(`${broker}/v1/realtime/calls`, auth, form);
-    } else {
-      res = await post(`${broker}/v1/realtime/calls`, { ...auth, "Content-Type": "application/sdp" }, sdp);
-    }
+    created = await (api === "live" ? offerLive : offerRealtime)(broker, auth, session,
+                                                                 pc.localDescription.sdp);
   } catch (error) {
     stop();
     pc.close();
     throw error;
   }
-  const location = res.headers.get("Location");
-  await pc.setRemoteDescription({ type: "answer", sdp: await res.text() });
+  const { id, location } = created;
+  await pc.setRemoteDescription({ type: "answer", sdp: created.answer });
 
   return {
-    callId: location.split("/").pop(),
+    callId: id, api,
     get state() { return state; },
     events, ended, pc, channel, audio: player,
     send(event) { channel.send(JSON.stringify(event)); },
@@ -155,6 +172,11 @@ export async function connect({ broker = DEFAULT_BROKER, token, session, stream,
     },
     async hangup() {
       endReason = "hangup";
+      if (api === "live") {  // GPT-Live: the session ends when the page asks it to close
+        if (channel.readyState === "open") channel.send(JSON.stringify({ type: "session.close" }));
+        setState("ended", "hangup");
+        return;
+      }
       const r = await fetch(`${broker}${location}`, { method: "DELETE", headers: auth });
       setState("ended", "hangup");
       if (!r.ok && r.status !== 404) throw await refusal(r);

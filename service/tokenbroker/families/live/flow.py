@@ -10,6 +10,7 @@ GPT-Live sessions and Realtime calls together.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -52,6 +53,13 @@ class LiveSessions:
         self._secrets = secrets
         self._key = key
 
+    async def _give_back(self, place: asyncio.Future[float | None], user_id: str,
+                         token: str) -> None:  # fmt: skip
+        """The place, if it was held, for a session that was not created."""
+        with contextlib.suppress(*STORE_ERRORS):
+            if await place is None:
+                await self._registry.release(user_id, token)
+
     def pseudonym(self, user_id: str) -> str:
         """The user's ``safety_identifier``: stable, not reversible without the key."""
         digest = hmac.new(self._key, user_id.encode(), hashlib.sha256).hexdigest()
@@ -75,21 +83,24 @@ class LiveSessions:
         log.model = enforced.session["model"]
         token = f"reserve:live:{os.urandom(9).hex()}"
         rules = policy.calls
-        wait = await self._registry.reserve(user_id, rules.max_live_calls, token,
-                                            rules.max_duration)  # fmt: skip
-        if wait is not None:
-            message = f"You have {rules.max_live_calls} live sessions, the most your policy allows."
-            retry = str(max(1, math.ceil(wait)))
-            raise RateLimited("live_calls_exceeded", message, headers={"Retry-After": retry})
+        # the place among the user's live sessions is asked for while the limits are
+        # charged (two Redis round trips at once, not one after the other)
+        place = asyncio.ensure_future(self._registry.reserve(
+            user_id, rules.max_live_calls, token, rules.max_duration))  # fmt: skip
 
         async def attempt() -> CreatedSession:
+            wait = await place
+            if wait is not None:  # the charge goes back (charged refunds what fails here)
+                message = (f"You have {rules.max_live_calls} live sessions, the most your "
+                           "policy allows.")  # fmt: skip
+                retry = str(max(1, math.ceil(wait)))
+                raise RateLimited("live_calls_exceeded", message, headers={"Retry-After": retry})
             return await self._upstream.create(enforced.session, sdp)
 
         try:
             created, headers = await broker.charged(user_id, policy, global_limits, attempt, log)
         except BaseException:
-            with contextlib.suppress(*STORE_ERRORS):
-                await self._registry.release(user_id, token)
+            await self._give_back(place, user_id, token)
             raise
         log.detail = f"live={created.session_id}"
         headers["Location"] = f"/v1/live/sessions/{created.session_id}"

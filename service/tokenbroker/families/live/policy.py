@@ -197,8 +197,8 @@ def _events(raw: Any, path: str, errors: Errors, *, allow_all: bool) -> tuple[st
             or (len(parts) == 2 and parts[0] != "response.event")
             or (parts == ["response.event"])
         ):
-            errors.append(f"{path}[{i}]: {name!r} is not an event type "
-                          "(response.event:<type> for a backend event)")  # fmt: skip
+            hint = " (response.event:<type> for a backend event)" if allow_all else ""
+            errors.append(f"{path}[{i}]: {name!r} is not an event type{hint}")
     return tuple(n for n in raw if isinstance(n, str))
 
 

@@ -3,8 +3,9 @@
 the SDP answer. The same relative path serves OpenAI and Azure (whose ``url`` is
 ``https://{resource}.openai.azure.com/openai/v1``). Azure's GPT-Live examples all send the
 key as ``Authorization: Bearer`` (not ``api-key``, as Realtime on Azure does), so a key
-goes as a bearer token here whatever the dialect. Not retried: a session created twice
-would be a session nobody asked for.
+goes as a bearer token here whatever the dialect. Sent with the mints' client (pyreqwest:
+the least CPU per call, docs/performance.md). Not retried: a session created twice would
+be a session nobody asked for.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-import aiohttp
-from yarl import URL
+from pyreqwest.exceptions import ConnectTimeoutError, RequestError
 
 from tokenbroker.upstream.client import Upstream
 from tokenbroker.upstream.failures import Failure, Kind, UpstreamError, failed
@@ -31,33 +32,16 @@ class CreatedSession:
 
 
 class LiveUpstream:
-    def __init__(self, upstream: Upstream, client: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, upstream: Upstream) -> None:
         self._up = upstream
-        self._sessions = URL(f"{upstream.base_url}/live/sessions")
-        proxy = upstream.connection.proxy
-        self._proxy = URL(proxy) if proxy else None
-        self._connect_timeout = upstream.connection.connect_timeout
-        self._session = client
-
-    @property
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, connect=self._connect_timeout),
-                headers={"User-Agent": "tokenbroker"}, cookie_jar=aiohttp.DummyCookieJar(),
-            )  # fmt: skip
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        self._sessions = f"{upstream.base_url}/live/sessions"
 
     async def _headers(self) -> dict[str, str]:
         headers = dict(await self._up.auth_headers())
         key = headers.pop("api-key", None)
         if key is not None:
             headers["Authorization"] = f"Bearer {key}"
-        return {**headers, "Content-Type": "application/json"}
+        return headers
 
     async def create(self, session: dict[str, Any], sdp: str) -> CreatedSession:
         """The session the upstream created, or :class:`UpstreamError`."""
@@ -65,23 +49,24 @@ class LiveUpstream:
         if not breaker.allow():
             raise failed(Kind.OPEN_CIRCUIT)
         body = json.dumps({"session": session, "transport": {"type": "webrtc", "sdp": sdp}})
-        timeout = aiohttp.ClientTimeout(total=self._up.deadline, connect=self._connect_timeout)
-        started = time.monotonic()
+        deadline = time.monotonic() + self._up.deadline
         try:
-            async with self._client.post(
-                self._sessions, data=body, headers=await self._headers(),
-                allow_redirects=False, proxy=self._proxy, timeout=timeout,
-            ) as reply:  # fmt: skip
-                status, content = reply.status, await reply.read()
-                retry_after = reply.headers.get("Retry-After")
-        except aiohttp.ConnectionTimeoutError:
+            request = self._up.client.post(self._sessions).headers(await self._headers())
+            request = request.body_bytes(body.encode()).timeout(
+                timedelta(seconds=self._up.deadline)
+            )
+            reply = await request.build().send()
+            status, content = reply.status, (await reply.bytes()).to_bytes()
+            retry_after = reply.get_header("retry-after")
+        except ConnectTimeoutError:
             breaker.failure()
-            raise failed(Kind.UNREACHABLE) from None
+            raise failed(
+                Kind.TIMEOUT if time.monotonic() >= deadline else Kind.UNREACHABLE
+            ) from None
         except TimeoutError:
             breaker.failure()
-            late = time.monotonic() - started >= self._up.deadline
-            raise failed(Kind.TIMEOUT if late else Kind.UNREACHABLE) from None
-        except aiohttp.ClientError:
+            raise failed(Kind.TIMEOUT) from None
+        except RequestError:
             breaker.failure()
             raise failed(Kind.UNREACHABLE) from None
         if status not in (200, 201):
