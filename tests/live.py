@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from jsonschema import Draft202012Validator
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import make_token
 from servers import TokenbrokerServer, wait_until
@@ -126,9 +127,12 @@ class Fake:
 
 
 def metric(broker: TokenbrokerServer, name: str, **labels: str) -> float:
-    """One sample of the broker's /metrics (0 when absent)."""
+    """The sum of the broker's /metrics samples of ``name`` whose labels include
+    ``labels`` (0 when there are none)."""
     text = httpx.get(f"{broker.url}/metrics").text
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)"
-    match = re.search(f"^{pattern}$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total

@@ -82,3 +82,21 @@ def test_live_session_benchmark_smoke_run(tmp_path: Path) -> None:
     assert sent["instructions"] == "You are the support line."
     assert sent["client"]["data_channel"]["allowed_client_events"]
     assert "broker adds" in done.stdout
+
+
+def test_live_session_load_benchmark_smoke_run(tmp_path: Path) -> None:
+    """`live_sessions.py --smoke`: GPT-Live sessions held, usage figures accounted, drift
+    reverted and timed, a killed replica's sessions adopted, none watched twice."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH.parent / "live_sessions.py"), "--smoke", "--out",
+         str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "live_sessions.json").read_text())
+    assert result["adoption"]["adopted"] == result["sessions"] == 50
+    assert result["adoption"]["watched_twice"] == 0
+    assert result["drift_to_revert_ms"]["drifts"] == 20
+    assert result["usage"]["figures"] == 500

@@ -48,16 +48,17 @@ def open_app(page: Page, origin: str) -> None:
 
 
 # Opens a call from the page: window.call, and window.seen collects the server events.
-CONNECT = """async ({broker, token, session, audio}) => {
+CONNECT = """async ({broker, token, session, audio, api}) => {
   window.seen = [];
-  window.call = await tokenbroker.connect({broker, token, session, audio,
+  window.call = await tokenbroker.connect({broker, token, session, audio, api,
                                            onEvent: (e) => window.seen.push(e)});
   return window.call.callId;
 }"""
 
 
 def connect(page: Page, broker: str, token: str, **options: Any) -> str:
-    args = {"broker": broker, "token": token, "session": None, "audio": True, **options}
+    args = {"broker": broker, "token": token, "session": None, "audio": True,
+            "api": "realtime", **options}  # fmt: skip
     call_id: str = page.evaluate(CONNECT, args)
     page.wait_for_function("window.call.state === 'open'", timeout=15_000)
     return call_id
@@ -108,10 +109,16 @@ def test_drift_from_the_page_is_reverted_and_the_page_sees_it(
     assert fake.call(call_id)["session"]["instructions"] == ENFORCED
 
 
-def test_the_duration_cap_ends_the_call_in_the_page(page: Page, apps: dict[str, Any]) -> None:
+@pytest.mark.parametrize("api", ["realtime", "live"])
+def test_the_duration_cap_ends_the_call_in_the_page(
+    page: Page, apps: dict[str, Any], api: str
+) -> None:
+    """A call (or GPT-Live session) capped at 2 s ends in the page, and its ``ended``
+    resolves with the broker's reason, "duration", not the network's "closed" (SPEC §11)."""
     open_app(page, apps["allowed"])
-    connect(page, apps["broker"], make_token("browser-3", tier="short"))  # 2 s
+    connect(page, apps["broker"], make_token(f"browser-3-{api}", tier="short"), api=api)
     page.wait_for_function("window.call.state === 'ended'", timeout=10_000)
+    assert page.evaluate("window.call.ended") == "duration"
 
 
 def test_a_spent_budget_ends_the_call_and_refuses_the_next(

@@ -11,6 +11,7 @@ import pytest
 from conftest import POLICIES
 from live import schema
 from tokenbroker.fake_upstream.events import apply
+from tokenbroker.families import vocabulary
 from tokenbroker.policy.drift import revert, violations
 from tokenbroker.policy.enforce import enforce
 from tokenbroker.policy.enforce_ga import enforce_ga
@@ -19,6 +20,9 @@ from tokenbroker.policy.parse import parse_policy_text
 from tokenbroker.upstream.dialects.ga import from_ga, to_ga
 
 POLICY_SET = parse_policy_text((POLICIES / "ga.yaml").read_text())
+WATCHED = parse_policy_text((POLICIES / "calls.yaml").read_text(), vocabulary("openai")).policies[
+    "watched"
+]
 
 
 def _enforced(policy: Policy, request: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +123,9 @@ def test_audio_drift_the_call_was_created_without_is_restored_alone() -> None:
     which the policy allows nor the call was created with, and changes the voice within the
     policy: the revert turns the two off (server VAD is the upstream's default) and leaves
     the voice as the client chose it."""
-    watched = parse_policy_text((POLICIES / "calls.yaml").read_text()).policies["watched"]
+    watched = parse_policy_text(
+        (POLICIES / "calls.yaml").read_text(), vocabulary("openai")
+    ).policies["watched"]
     enforced = _enforced(watched, {"type": "realtime"})
     assert "transcription" not in enforced.get("audio", {}).get("input", {})
     drifted = _as_reported(
@@ -163,6 +169,8 @@ def test_forbidden_tracing_is_cleared_and_fixed_tools_compared_by_name() -> None
 def test_values_of_the_wrong_type_are_drift_not_a_crash(
     changes: dict[str, Any], field: str
 ) -> None:
-    watched = parse_policy_text((POLICIES / "calls.yaml").read_text()).policies["watched"]
+    watched = parse_policy_text(
+        (POLICIES / "calls.yaml").read_text(), vocabulary("openai")
+    ).policies["watched"]
     enforced = _enforced(watched, {"type": "realtime"})
     assert violations(watched, enforced, _as_reported(enforced, **changes)) == [field]

@@ -21,7 +21,9 @@ from tokenbroker.auth.jwks import make_jwks_client
 from tokenbroker.config.settings import Settings
 from tokenbroker.families import vocabulary as family_vocabulary
 from tokenbroker.families.live.flow import LiveSessions, safety_key
+from tokenbroker.families.live.sideband import LiveSideband
 from tokenbroker.families.live.upstream import LiveUpstream
+from tokenbroker.families.live.watch import watch_session
 from tokenbroker.flow.calls import CallFlow
 from tokenbroker.flow.mint import Broker
 from tokenbroker.flow.operations import Operations
@@ -115,16 +117,21 @@ async def live_runtime(
     live = LiveCalls(replica_name(), registry, ledger, calls_up, broker.policies,
                      settings.calls, metrics, audit, notices)  # fmt: skip
     ops = operations(registry=registry, ledger=ledger, end_call=live.end)
-    live_up = LiveUpstream(broker.upstream)
+    sideband = LiveSideband(broker.upstream)
     families: dict[str, SessionFamily] = {}
     if settings.upstream.dialect != "openai-beta":  # the beta API has no GPT-Live
         key = safety_key(settings.live.safety_secret, settings.upstream.api_key)
-        families["live"] = LiveSessions(broker, registry, live_up, settings.live.mcp_secrets, key)
+        prices = {model: price.model_dump() for model, price in settings.live.prices.items()}
+        live.add_family("live", partial(watch_session, sideband=sideband, prices=prices),
+                        sideband.end)  # fmt: skip
+        families["live"] = LiveSessions(broker, live, LiveUpstream(broker.upstream), sideband,
+                                        settings.live.mcp_secrets, key)  # fmt: skip
     try:
         yield Runtime(broker, settings, ops, audit, ping, calls=CallFlow(broker, live), live=live,
                       families=families)  # fmt: skip
     finally:
         await calls_up.close()
+        await sideband.close()
 
 
 @contextlib.asynccontextmanager

@@ -230,7 +230,19 @@ class CallsSettings(Section):
         return self
 
 
+class LivePrice(Section):
+    """US dollars per minute of a GPT-Live model's session, billed by the second."""
+
+    active_per_minute: float = Field(0.0, ge=0, strict=False)
+    standby_per_minute: float = Field(0.0, ge=0, strict=False)
+
+
 class LiveSettings(Section):
+    prices: dict[str, LivePrice] = Field(
+        default_factory=dict,
+        description="GPT-Live: per model `{active_per_minute, standby_per_minute}` in USD "
+        "(cost budgets; the backend's tokens are priced by `calls.prices`)",
+    )
     safety_secret: str | None = env_field(
         "TOKENBROKER_SAFETY_SECRET",
         "GPT-Live: the key of each user's `safety_identifier` "

@@ -237,7 +237,7 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
 
     calls = FakeCalls(controls.api_key, _error, unauthorized, key_of)
     controls.calls = calls.calls
-    live = FakeLive()
+    live = FakeLive(controls.api_key, unauthorized, key_of)
 
     async def create_live(request: Request) -> Response:
         return await mint(request, LIVE_CREATE, "authorization", live.create)

@@ -5,18 +5,26 @@ types. A real browser's offer gets a real WebRTC peer (aiortc): on its data chan
 session starts (``session.started``), and the permissions it was created with hold as the
 real service enforces them: a client event outside ``allowed_client_events`` is refused
 with an ``error`` (``event_not_allowed``), and only ``allowed_server_events`` reach the
-browser. ``GET /_fake/live`` and ``/_fake/live/{id}``: what the sessions were sent.
+browser. Its sideband (``…/live/sessions/{id}/attach``) sees every server event; a
+``session.close`` there ends the session (``session.closed`` with the final usage).
+``GET /_fake/live`` and ``/_fake/live/{id}``: what the sessions were sent; control hooks
+below play the model's side.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tokenbroker.fake_upstream import events
 from tokenbroker.fake_upstream.peer import FakePeer, can_answer
@@ -31,11 +39,22 @@ class FakeLiveSession:
     to_browser: list[str] = field(default_factory=list)  # server event types delivered
     live: bool = True
     peer: FakePeer | None = None
+    sockets: set[WebSocket] = field(default_factory=set)  # the attached sidebands
+    connects: int = 0
+    most_sidebands: int = 0
+    from_sideband: list[dict[str, Any]] = field(default_factory=list)
+    seconds: int = 0  # the cumulative usage last reported
+    closed_reason: str | None = None
+    drifted_at: float | None = None  # when the load hook drifted it (time.perf_counter())
+    reverted_after: float | None = None  # seconds from that drift to the sideband's revert
 
     def state(self) -> dict[str, Any]:
         return {"id": self.session_id, "session": self.session, "live": self.live,
                 "from_browser": self.from_browser, "refused": self.refused,
-                "to_browser": self.to_browser, "webrtc": self.peer is not None}  # fmt: skip
+                "to_browser": self.to_browser, "webrtc": self.peer is not None,
+                "sidebands": len(self.sockets), "connects": self.connects,
+                "most_sidebands": self.most_sidebands, "from_sideband": self.from_sideband,
+                "closed_reason": self.closed_reason}  # fmt: skip
 
     def _channel(self) -> dict[str, Any]:
         return ((self.session.get("client") or {}).get("data_channel")) or {}
@@ -50,12 +69,88 @@ class FakeLiveSession:
 
 
 class FakeLive:
-    def __init__(self) -> None:
+    def __init__(self, api_key: str | None, unauthorized: Any, key_of: Any) -> None:
         self.sessions: dict[str, FakeLiveSession] = {}
+        self._api_key, self._unauthorized, self._key_of = api_key, unauthorized, key_of
 
     def routes(self) -> list[BaseRoute]:
-        return [Route("/_fake/live", self.list, methods=["GET"]),
-                Route("/_fake/live/{session_id}", self.show, methods=["GET"])]  # fmt: skip
+        return [
+            WebSocketRoute("/v1/live/sessions/{session_id}/attach", self.sideband),
+            WebSocketRoute("/openai/v1/live/sessions/{session_id}/attach", self.sideband),
+            Route("/_fake/live", self.show_all, methods=["GET"]),
+            Route("/_fake/live_load", self.load, methods=["POST"]),
+            Route("/_fake/live/{session_id}", self.show, methods=["GET"]),
+            Route("/_fake/live/{session_id}/{action}", self.control, methods=["POST"]),
+        ]
+
+    async def sideband(self, socket: WebSocket) -> None:
+        """``…/live/sessions/{id}/attach``: no ``session.start``; sees the session's server
+        events; ``session.close`` ends it, ``session.update`` changes its delegation or
+        triggers."""
+        live = self.sessions.get(socket.path_params["session_id"])
+        key = self._key_of(socket.headers)
+        if self._unauthorized(key, self._api_key) is not None or live is None or not live.live:
+            await socket.close(1008)  # before accept: the handshake is refused (403)
+            return
+        await socket.accept()
+        live.connects += 1
+        live.sockets.add(socket)
+        live.most_sidebands = max(live.most_sidebands, len(live.sockets))
+        try:
+            while True:
+                event = json.loads(await socket.receive_text())
+                live.from_sideband.append(event)
+                if event.get("type") == "session.close":
+                    await self._end(live, "close_requested")
+                elif event.get("type") == "session.update":
+                    if live.drifted_at is not None and live.reverted_after is None:
+                        live.reverted_after = time.perf_counter() - live.drifted_at
+                    for key in ("delegation", "triggers"):
+                        if key in (event.get("session") or {}):
+                            live.session[key] = event["session"][key]
+                    await self._broadcast(live, {"event_id": events.event_id(),
+                                                 "type": "session.updated",
+                                                 "session": live.session})  # fmt: skip
+        except (WebSocketDisconnect, RuntimeError, ValueError):
+            pass
+        finally:
+            live.sockets.discard(socket)
+
+    async def _broadcast(self, live: FakeLiveSession, event: dict[str, Any]) -> int:
+        """A server event to the sidebands (all of it) and the browser (if allowed)."""
+        self._send(live, event)
+        sent = 0
+        for socket in list(live.sockets):
+            with contextlib.suppress(Exception):
+                await socket.send_text(json.dumps(event))
+                sent += 1
+        return sent
+
+    async def control(self, request: Request) -> Response:
+        """``usage`` ``{"seconds", "active_seconds"?, "paused_seconds"?}``: the session's
+        cumulative usage so far (``session.usage.updated``); ``emit``: any server event;
+        ``browser``: a client event as if sent on the data channel (permissions hold);
+        ``expire``: the upstream ends the session (``session.closed``, reason expired)."""
+        live = self.sessions.get(request.path_params["session_id"])
+        if live is None:
+            return JSONResponse({"error": "no such session"}, 404)
+        action = request.path_params["action"]
+        if action == "usage":
+            usage = await request.json()
+            live.seconds = int(usage["seconds"])
+            sent = await self._broadcast(live, {"event_id": events.event_id(),
+                                                "type": "session.usage.updated",
+                                                "usage": usage})  # fmt: skip
+            return JSONResponse({"delivered": sent})
+        if action == "emit":
+            return JSONResponse({"delivered": await self._broadcast(live, await request.json())})
+        if action == "browser":
+            await self._from_browser(live, await request.json())
+        elif action == "expire":
+            await self._end(live, "expired")
+        else:
+            return JSONResponse({"error": "unknown action"}, 404)
+        return JSONResponse(live.state())
 
     async def create(self, body: dict[str, Any]) -> Response:
         sdp = body["transport"]["sdp"]
@@ -67,7 +162,8 @@ class FakeLive:
         answer = events.answer_for(live.session_id)
         if can_answer(sdp):
             live.peer = FakePeer(lambda event: self._from_browser(live, event),
-                                 lambda: self._started(live), lambda: self._end(live))  # fmt: skip
+                                 lambda: self._started(live),
+                                 lambda: self._end(live, "remote_hangup"))  # fmt: skip
             answer = await live.peer.answer(sdp)
         self.sessions[live.session_id] = live
         return JSONResponse({"session": {"id": live.session_id},
@@ -94,19 +190,79 @@ class FakeLive:
         elif kind == "session.input_audio.mute":
             self._send(live, {"event_id": events.event_id(), "type": "session.input_audio.muted"})
         elif kind == "session.close":
-            await self._end(live)
+            await self._end(live, "close_requested")
 
-    async def _end(self, live: FakeLiveSession) -> None:
-        if live.live:
-            live.live = False
-            self._send(live, {"event_id": events.event_id(), "type": "session.closed",
-                              "reason": "close_requested", "session": live.session,
-                              "usage": {"seconds": 15}})  # fmt: skip
-            if live.peer is not None:
-                await live.peer.close()
+    async def _end(self, live: FakeLiveSession, reason: str = "close_requested") -> None:
+        if not live.live:
+            return
+        live.live, live.closed_reason = False, reason
+        await self._broadcast(live, {"event_id": events.event_id(), "type": "session.closed",
+                                     "reason": reason, "session": live.session,
+                                     "usage": {"seconds": max(live.seconds, 15)}})  # fmt: skip
+        for socket in list(live.sockets):
+            with contextlib.suppress(Exception):
+                await socket.close(1000)
+        if live.peer is not None:
+            await live.peer.close()
 
-    async def list(self, request: Request) -> Response:
-        return JSONResponse({"sessions": [s.state() for s in self.sessions.values()]})
+    async def show_all(self, request: Request) -> Response:
+        sessions = list(self.sessions.values())
+        if request.query_params.get("summary"):
+            reverts = [s.reverted_after for s in sessions if s.reverted_after is not None]
+            return JSONResponse({
+                "sessions": len(sessions), "live": sum(s.live for s in sessions),
+                "sidebands": sum(len(s.sockets) for s in sessions),
+                "reattached": sum(s.connects >= 2 and bool(s.sockets) for s in sessions),
+                "watched_twice": sum(s.most_sidebands > 1 for s in sessions),
+                "drifted": sum(s.drifted_at is not None for s in sessions),
+                "revert_seconds": reverts,
+            })  # fmt: skip
+        return JSONResponse({"sessions": [s.state() for s in sessions]})
+
+    async def load(self, request: Request) -> Response:
+        """The load benchmark's model: ``{"usage": N, "step": S}`` sends N cumulative usage
+        figures round-robin over the live sessions (each S seconds more than its last), as
+        fast as they go; ``{"drift": M, "every_ms": T, "usage_every_ms": U}`` drifts M
+        sessions' delegation one every T ms (the revert's arrival is timed) while usage
+        figures go out every U ms, as real sessions send them."""
+        body = await request.json()
+        targets = [s for s in self.sessions.values() if s.live and s.sockets]
+        started, sent = time.perf_counter(), 0
+        if body.get("usage"):
+            step = int(body.get("step", 1))
+            for i in range(int(body["usage"])):
+                live = targets[i % len(targets)]
+                live.seconds += step
+                sent += await self._broadcast(live, self._usage_event(live))
+        if body.get("drift"):
+            sent += await self._drift(targets, int(body["drift"]), float(body["every_ms"]),
+                                      float(body.get("usage_every_ms", 0)))  # fmt: skip
+        return JSONResponse({"sent": sent, "seconds": time.perf_counter() - started})
+
+    @staticmethod
+    def _usage_event(live: FakeLiveSession) -> dict[str, Any]:
+        return {"event_id": events.event_id(), "type": "session.usage.updated",
+                "usage": {"seconds": live.seconds}}  # fmt: skip
+
+    async def _drift(self, targets: list[FakeLiveSession], count: int, every_ms: float,
+                     usage_every_ms: float) -> int:  # fmt: skip
+        sent, next_usage, u = 0, time.perf_counter(), 0
+        for i, live in enumerate(targets[:count]):
+            drifted = {**live.session, "delegation": {"type": "responses",
+                                                      "responses": {"model": "gpt-5"}}}  # fmt: skip
+            live.drifted_at = time.perf_counter()
+            sent += await self._broadcast(live, {"event_id": events.event_id(),
+                                                 "type": "session.updated",
+                                                 "session": drifted})  # fmt: skip
+            while usage_every_ms and time.perf_counter() >= next_usage:
+                other = targets[u % len(targets)]
+                other.seconds += 1
+                u += 1
+                sent += await self._broadcast(other, self._usage_event(other))
+                next_usage += usage_every_ms / 1000
+            if i + 1 < count:
+                await asyncio.sleep(every_ms / 1000)  # the pace this hook plays
+        return sent
 
     async def show(self, request: Request) -> Response:
         live = self.sessions.get(request.path_params["session_id"])

@@ -67,6 +67,20 @@ def _session_request(session: Any) -> dict[str, Any]:
     return checked  # type: ignore[no-any-return]
 
 
+async def ended_call(
+    broker: Broker, live: LiveCalls, authorization: Sequence[str], call_id: str,
+    log: RequestContext,
+) -> dict[str, Any]:  # fmt: skip
+    """An ended call's reason and usage for its owner (404 for anyone else, or after the
+    registry let it go)."""
+    user_id, _ = await broker.identify(authorization, log)
+    ended = await live.registry.ended(call_id) if CALL_ID.match(call_id) else None
+    if ended is None or ended.get("u") != user_id:
+        raise NotFound("call_not_found", "No such live call.", param="call_id")
+    return {"status": "ended", "reason": ended["reason"], "started_at": ended["started_at"],
+            "ended_at": ended["ended_at"], "usage": ended["usage"]}  # fmt: skip
+
+
 class CallFlow:
     def __init__(self, broker: Broker, live: LiveCalls) -> None:
         self._broker = broker
@@ -165,12 +179,19 @@ class CallFlow:
     async def info(
         self, authorization: Sequence[str], call_id: str, log: RequestContext
     ) -> dict[str, Any]:
-        """The owner's view of a live call: its policy, start and end, budgets left."""
-        record = await self._own(authorization, call_id, log)
+        """The owner's view of a live call: its policy, start and end, budgets left; of an
+        ended one (for a while after its end, SPEC §11): why it ended and what it used."""
+        try:
+            record = await self._own(authorization, call_id, log)
+        except NotFound:
+            ended = await ended_call(self._broker, self._live, authorization, call_id, log)
+            return {"id": call_id, "object": "realtime.call", **ended}
         policy = self._live.policy_for(record)
         spent = await self._live.ledger.spent(record.user_id, policy.budgets)
         return {"id": call_id, "object": "realtime.call",
-                "status": "ending" if record.end_reason else "live", "policy": record.policy,
+                "status": "ending" if record.end_reason else "live",
+                **({"reason": record.end_reason} if record.end_reason else {}),
+                "policy": record.policy,
                 "started_at": int(record.started), "ends_at": int(record.deadline),
                 "idle_timeout": policy.calls.idle_timeout,
                 "budgets": [s.left for s in spent]}  # fmt: skip

@@ -161,7 +161,7 @@ class Operations:
             return []
         now = time.time()
         return [
-            {"call_id": r.call_id, "user": r.user_id, "policy": r.policy,
+            {"call_id": r.call_id, "api": r.api, "user": r.user_id, "policy": r.policy,
              "model": r.session.get("model"), "started_at": int(r.started),
              "ends_at": int(r.deadline), "owner": r.owner or None,
              "lease_left_seconds": round(max(lease - now, 0.0), 1),

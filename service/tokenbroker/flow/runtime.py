@@ -29,6 +29,12 @@ class SessionFamily(Protocol):
     async def create(
         self, authorization: Sequence[str], raw: bytes, log: RequestContext
     ) -> FamilyReply: ...
+    async def info(
+        self, authorization: Sequence[str], session_id: str, log: RequestContext
+    ) -> dict[str, Any]: ...
+    async def end(
+        self, authorization: Sequence[str], session_id: str, log: RequestContext
+    ) -> dict[str, Any]: ...
 
 
 @dataclass

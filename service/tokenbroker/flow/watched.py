@@ -22,11 +22,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from tokenbroker.config.settings import CallsSettings
 from tokenbroker.flow.context import hash_user
-from tokenbroker.flow.watcher import CallWatch
+from tokenbroker.flow.watcher import CallWatch, Tally
 from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.metrics import Metrics
 from tokenbroker.infra.redis import STORE_ERRORS
@@ -55,6 +56,23 @@ async def _end_id(
     return await upstream.hangup(call_id)
 
 
+class Watch(Protocol):
+    """One watched call or session, whatever its API family (flow/watcher.py for Realtime
+    calls; each family in tokenbroker.families has its own)."""
+
+    record: CallRecord
+    tally: Tally
+    user_tag: str
+    cutting: bool
+
+    async def run(self) -> None: ...
+    async def cut(self) -> None: ...
+
+
+WatchFactory = Callable[[CallRecord, "LiveCalls"], Watch]
+Ender = Callable[[str], Awaitable[bool]]  # ends a call upstream by id; False if not taken
+
+
 class LiveCalls:
     def __init__(
         self,
@@ -79,7 +97,10 @@ class LiveCalls:
         self.lease = settings.lease
         self._prices = {model: price.model_dump() for model, price in settings.prices.items()}
         self._watches: dict[str, asyncio.Task[None]] = {}
-        self._watchers: dict[str, CallWatch] = {}  # the same calls' watchers
+        self._watchers: dict[str, Watch] = {}  # the same calls' watchers
+        # per API family: how its calls are watched and ended (Realtime's built in)
+        self._factories: dict[str, WatchFactory] = {"realtime": CallWatch}
+        self._enders: dict[str, Ender] = {"realtime": upstream.hangup}
         self._notices = notices or LocalNotices()
         self._ending: dict[str, float] = {}  # user -> until when their calls are being ended
         self._held: dict[str, float] = {}  # call id -> until when (monotonic) it is ours
@@ -106,11 +127,16 @@ class LiveCalls:
         self._loose.add(task)
         task.add_done_callback(self._loose.discard)
 
+    def add_family(self, api: str, factory: WatchFactory, ender: Ender) -> None:
+        """Watch and end the calls of the API family ``api`` (tokenbroker.families)."""
+        self._factories[api], self._enders[api] = factory, ender
+
     def watch(self, record: CallRecord, asked: float) -> None:
         """Watch ``record``, whose lease was asked for at ``asked`` (``time.monotonic()``
         taken before the registry call that granted it)."""
         self._held[record.call_id] = self._hold_from(asked)
-        watch = CallWatch(record, self)
+        factory = self._factories.get(record.api, CallWatch)
+        watch = factory(record, self)
         self._watchers[record.call_id] = watch
         self._watches[record.call_id] = asyncio.ensure_future(watch.run())
 
@@ -195,7 +221,7 @@ class LiveCalls:
             log.info("call adopted", extra={"fields": fields})
             self.watch(record, asked)
 
-    async def give_back(self, watch: CallWatch) -> None:
+    async def give_back(self, watch: Watch) -> None:
         """Stop watching one call without ending it; any replica (this one too) may adopt it
         at its next turn."""
         call_id = watch.record.call_id
@@ -223,7 +249,14 @@ class LiveCalls:
         return handed
 
     async def end(self, record: CallRecord, reason: str) -> bool:
-        return await end_call(self.registry, self.upstream, record, reason)
+        """Record why the call ends, then ask its family's upstream to end it."""
+        if not await self.registry.mark(record.call_id, reason):
+            return False
+        return await self._enders.get(record.api, self.upstream.hangup)(record.call_id)
+
+    async def _end_id(self, call_id: str, reason: str) -> bool:
+        record = await self.registry.get(call_id)
+        return record is not None and await self.end(record, reason)
 
     async def budget_spent(self, user_id: str) -> None:
         """A budget of the user's is spent: every live call of theirs stops spending now.
@@ -242,8 +275,7 @@ class LiveCalls:
         with contextlib.suppress(*STORE_ERRORS):
             await self._notices.announce(user_id)
         ids = await self.registry.user_calls(user_id)
-        await asyncio.gather(*(_end_id(self.registry, self.upstream, i, "budget") for i in ids),
-                             return_exceptions=True)  # fmt: skip
+        await asyncio.gather(*(self._end_id(i, "budget") for i in ids), return_exceptions=True)
 
     def _cut_local(self, tag: str) -> None:
         """The watchers here of the user tagged ``tag`` cancel their responses."""
@@ -257,24 +289,28 @@ class LiveCalls:
             log.info("budget spent: cancelling responses", extra={"fields": {"user": tag,
                      "calls": cut}})  # fmt: skip
 
-    async def finished(self, watch: CallWatch, reason: str) -> None:
-        """The call is over: out of the registry, one log line, one audit entry, counted."""
+    async def finished(self, watch: Watch, reason: str) -> None:
+        """The call is over: out of the registry (its reason and usage kept there for a
+        while, for the owner's GET), one log line, one audit entry, counted."""
         record = watch.record
         if self._watches.get(record.call_id) is asyncio.current_task():
             self._forget(record.call_id)
+        tally = watch.tally
+        summary = {"reason": reason, "ended_at": int(time.time()), "api": record.api,
+                   "started_at": int(record.started), "usage": tally.usage()}  # fmt: skip
         try:
-            removed = await self.registry.finish(record)
+            removed = await self.registry.finish(record, summary)
         except STORE_ERRORS:
             removed = True  # the record expires by itself; the end is still this one
         if not removed:
             return  # another replica recorded this call's end
-        tally = watch.tally
-        self.metrics.call_ends.labels(reason).inc()
+        self.metrics.call_ends.labels(record.api, reason).inc()
         fields = {"call": record.call_id, "user": hash_user(record.user_id),
                   "policy": record.policy, "reason": reason,
                   "seconds": round(time.time() - record.started, 3),
                   "tokens": tally.tokens, "cost_usd": tally.cost_micros / 1_000_000,
-                  "responses": tally.responses, "reverts": tally.reverts}  # fmt: skip
+                  "responses": tally.responses, "reverts": tally.reverts, "api": record.api,
+                  "voice_seconds": tally.seconds}  # fmt: skip
         log.info("call ended", extra={"fields": fields})
         detail = " ".join(f"{k}={fields[k]}" for k in ("call", "reason", "seconds", "tokens",
                                                         "cost_usd", "reverts"))  # fmt: skip

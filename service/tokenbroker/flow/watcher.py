@@ -49,6 +49,12 @@ class Tally:
     responses: int = 0
     reverts: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
+    seconds: int = 0  # GPT-Live: billed voice seconds
+
+    def usage(self) -> dict[str, Any]:
+        """What the call used, as the owner's GET shows it once it ended."""
+        return {"tokens": self.tokens, "seconds": self.seconds,
+                "cost_usd": self.cost_micros / 1_000_000, "responses": self.responses}  # fmt: skip
 
 
 class LeaseLapsed(Exception):

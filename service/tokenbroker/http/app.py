@@ -28,7 +28,7 @@ from tokenbroker.http.admin import admin_routes
 from tokenbroker.http.body import read_json_bytes
 from tokenbroker.http.calls import CreateCallRoute, call_routes
 from tokenbroker.http.edge import Edge
-from tokenbroker.http.live import CreateLiveRoute
+from tokenbroker.http.live import CreateLiveRoute, live_routes
 from tokenbroker.infra import fast_json
 from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.logs import AccessLog
@@ -222,6 +222,7 @@ def create_app(
     routes = [
         *(Route(path, app, methods=["POST"]) for path, app in hot.items()),
         *call_routes(),
+        *live_routes(),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

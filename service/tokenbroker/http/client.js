@@ -81,7 +81,9 @@ function gathered(pc, ms) {
  * microphone), audio (false: no microphone), onEvent (called with each server event).
  *
  * The Call: callId, state ("connecting" | "open" | "ended"), events (an EventTarget:
- * "event" with each server event as detail, "state", "ended" with the reason), send(event),
+ * "event" with each server event as detail, "state", "ended" with the reason: "hangup"
+ * when the page hung up, else the broker's (duration, idle, budget, violation, client,
+ * upstream, operator), else "closed" or "failed"), send(event),
  * hangup(), info() (start, end, budgets left), ended (a promise of the end reason),
  * audio (the HTMLAudioElement playing the model), pc, channel.
  */
@@ -134,8 +136,21 @@ export async function connect({ broker = DEFAULT_BROKER, token, session, stream,
       endedResolve(reason);
     }
   };
+  let location = null;
+  // Why the broker ended it (SPEC §11: duration, idle, budget, violation, …), when the
+  // page did not: the call's GET says, for a while after its end; else the network's word.
+  const endedBy = async (fallback) => {
+    if (state === "ended" || endReason) return setState("ended", endReason ?? fallback);
+    let reason = fallback;
+    try {
+      const r = await fetch(`${broker}${location}`, { headers: auth, signal: AbortSignal.timeout(3000) });
+      const info = r.ok ? await r.json() : null;
+      if (info && ["ending", "ended"].includes(info.status) && info.reason) reason = info.reason;
+    } catch { /* the broker is out of reach: the network's reason stands */ }
+    setState("ended", reason);
+  };
   channel.addEventListener("open", () => setState("open"));
-  channel.addEventListener("close", () => setState("ended", endReason ?? "closed"));
+  channel.addEventListener("close", () => (location ? endedBy("closed") : setState("ended", "closed")));
   channel.addEventListener("message", (m) => {
     let event;
     try { event = JSON.parse(m.data); } catch { return; }
@@ -143,7 +158,9 @@ export async function connect({ broker = DEFAULT_BROKER, token, session, stream,
     onEvent?.(event);
   });
   pc.addEventListener("connectionstatechange", () => {
-    if (["failed", "closed"].includes(pc.connectionState)) setState("ended", pc.connectionState);
+    if (["failed", "closed"].includes(pc.connectionState)) {
+      if (location) endedBy(pc.connectionState); else setState("ended", pc.connectionState);
+    }
   });
 
   await pc.setLocalDescription(await pc.createOffer());
@@ -157,7 +174,8 @@ export async function connect({ broker = DEFAULT_BROKER, token, session, stream,
     pc.close();
     throw error;
   }
-  const { id, location } = created;
+  const { id } = created;
+  location = created.location;
   await pc.setRemoteDescription({ type: "answer", sdp: created.answer });
 
   return {

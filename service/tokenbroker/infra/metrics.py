@@ -67,8 +67,9 @@ class Metrics:
         )  # fmt: skip
         self.call_ends = Counter(
             "tokenbroker_call_ends",
-            "Live calls ended, by reason: client, duration, idle, budget, violation, operator, "
-            "upstream.", ["reason"], registry=r,
+            "Live calls and GPT-Live sessions ended, by API family (realtime, live) and reason: "
+            "client, hangup, duration, idle, budget, violation, operator, upstream.",
+            ["api", "reason"], registry=r,
         )  # fmt: skip
         self.call_tokens = Counter(
             "tokenbroker_call_usage_tokens", "Tokens used by live calls, by modality and kind.",

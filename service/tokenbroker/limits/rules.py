@@ -36,8 +36,14 @@ class Budget:
     per_text: str
     tokens: int | None = None
     cost: float | None = None  # US dollars, priced from the settings' price table
+    seconds: int | None = None  # GPT-Live voice seconds (billed by the second)
 
     @property
     def name(self) -> str:
-        amount = f"{self.tokens}-tokens" if self.tokens is not None else f"{self.cost:g}-usd"
+        if self.tokens is not None:
+            amount = f"{self.tokens}-tokens"
+        elif self.seconds is not None:
+            amount = f"{self.seconds}-seconds"
+        else:
+            amount = f"{self.cost:g}-usd"
         return f"{amount}-per-{self.per_text}"

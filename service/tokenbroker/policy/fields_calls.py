@@ -63,16 +63,19 @@ def _calls(raw: Any, path: str, errors: Errors) -> CallRules | None:
 
 def _budgets(raw: Any, path: str, errors: Errors) -> tuple[Budget, ...] | None:
     if not isinstance(raw, list) or not raw:
-        errors.append(f"{path}: must be a non-empty list of {{tokens | cost, per}}")
+        errors.append(f"{path}: must be a non-empty list of {{tokens | cost | seconds, per}}")
         return None
     budgets = []
     for i, item in enumerate(raw):
         where = f"{path}[{i}]"
-        item = mapping(item, where, errors, {"tokens": None, "cost": None, "per": None})
+        item = mapping(item, where, errors,
+                       {"tokens": None, "cost": None, "seconds": None, "per": None})  # fmt: skip
         before = len(errors)
-        if ("tokens" in item) == ("cost" in item):
-            errors.append(f"{where}: needs exactly one of tokens, cost")
+        if sum(key in item for key in ("tokens", "cost", "seconds")) != 1:
+            errors.append(f"{where}: needs exactly one of tokens, cost, seconds")
         tokens = _whole(item["tokens"], f"{where}.tokens", errors) if "tokens" in item else None
+        seconds = (_whole(item["seconds"], f"{where}.seconds", errors)
+                   if "seconds" in item else None)  # fmt: skip
         cost = item.get("cost")
         if "cost" in item and (
             isinstance(cost, bool) or not isinstance(cost, int | float)
@@ -82,7 +85,7 @@ def _budgets(raw: Any, path: str, errors: Errors) -> tuple[Budget, ...] | None:
         per = _duration(item.get("per"), f"{where}.per", errors)
         if len(errors) == before and per is not None:
             budgets.append(Budget(per, str(item["per"]).strip(), tokens,
-                                  float(cost) if cost is not None else None))  # fmt: skip
+                                  float(cost) if cost is not None else None, seconds))  # fmt: skip
     return tuple(budgets)
 
 

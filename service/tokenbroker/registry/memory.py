@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from tokenbroker.registry.registry import LEASE_HOLD_MS, CallRecord
+from tokenbroker.registry.registry import ENDED_KEEP_MS, LEASE_HOLD_MS, CallRecord
 
 
 class MemoryRegistry:
@@ -18,6 +18,7 @@ class MemoryRegistry:
         self._calls: dict[str, CallRecord] = {}
         self._leases: dict[str, float] = {}
         self._users: dict[str, dict[str, float]] = {}  # user -> call id or reservation -> end
+        self._ended: dict[str, tuple[float, dict[str, Any]]] = {}  # call id -> until, summary
 
     def _user(self, user_id: str) -> dict[str, float]:
         held = self._users.setdefault(user_id, {})
@@ -40,10 +41,11 @@ class MemoryRegistry:
 
     async def register(
         self, token: str, call_id: str, user_id: str, policy: str, session: dict[str, Any],
-        max_duration: float, owner: str, lease: float,
+        max_duration: float, owner: str, lease: float, api: str = "realtime",
     ) -> CallRecord:  # fmt: skip
         now = time.time()
-        record = CallRecord(call_id, user_id, policy, session, now, now + max_duration, owner)
+        record = CallRecord(call_id, user_id, policy, session, now, now + max_duration, owner,
+                            api=api)  # fmt: skip
         held = self._user(user_id)
         held.pop(token, None)
         held[call_id] = record.deadline + 60
@@ -88,10 +90,20 @@ class MemoryRegistry:
         self._calls[call_id] = replace(record, end_reason=reason)
         return True
 
-    async def finish(self, record: CallRecord) -> bool:
+    async def finish(self, record: CallRecord, summary: dict[str, Any] | None = None) -> bool:
         self._leases.pop(record.call_id, None)
         self._user(record.user_id).pop(record.call_id, None)
-        return self._calls.pop(record.call_id, None) is not None
+        if self._calls.pop(record.call_id, None) is None:
+            return False
+        now = time.time()
+        self._ended = {k: v for k, v in self._ended.items() if v[0] > now}
+        self._ended[record.call_id] = (now + ENDED_KEEP_MS / 1000,
+                                       {**(summary or {}), "u": record.user_id})  # fmt: skip
+        return True
+
+    async def ended(self, call_id: str) -> dict[str, Any] | None:
+        kept = self._ended.get(call_id)
+        return kept[1] if kept is not None and kept[0] > time.time() else None
 
     async def get(self, call_id: str) -> CallRecord | None:
         return self._calls.get(call_id)

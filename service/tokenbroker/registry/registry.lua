@@ -21,13 +21,13 @@ elseif op == 'release' then
   return redis.call('ZREM', KEYS[1], ARGV[2])
 elseif op == 'register' then
   -- KEYS: index, call hash, user set. ARGV: op, reservation, call id, max duration (ms),
-  -- lease (ms), owner, user, policy, session JSON
+  -- lease (ms), owner, user, policy, session JSON, API family
   local deadline = now + tonumber(ARGV[4])
   redis.call('ZREM', KEYS[3], ARGV[2])
   redis.call('ZADD', KEYS[3], deadline + 60000, ARGV[3])
   redis.call('PEXPIRE', KEYS[3], 7200000)
   redis.call('HSET', KEYS[2], 'u', ARGV[7], 'p', ARGV[8], 'j', ARGV[9], 'o', ARGV[6],
-             's', now, 'd', deadline)
+             's', now, 'd', deadline, 'a', ARGV[10])
   redis.call('PEXPIRE', KEYS[2], deadline - now + 3600000)
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), ARGV[3])
   return {now, deadline}
@@ -78,9 +78,14 @@ elseif op == 'mark' then
   redis.call('HSET', KEYS[1], 'r', ARGV[2])
   return 1
 elseif op == 'finish' then
-  -- KEYS: index, call hash, user set. ARGV: op, call id.
+  -- KEYS: index, call hash, user set, ended record. ARGV: op, call id, summary JSON,
+  -- how long the summary stays (ms). The first finish keeps the summary.
   redis.call('ZREM', KEYS[1], ARGV[2])
   redis.call('ZREM', KEYS[3], ARGV[2])
-  return redis.call('DEL', KEYS[2])
+  local removed = redis.call('DEL', KEYS[2])
+  if removed == 1 then
+    redis.call('SET', KEYS[4], ARGV[3], 'PX', tonumber(ARGV[4]))
+  end
+  return removed
 end
 return redis.error_reply('unknown registry operation ' .. tostring(op))

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from tokenbroker.registry.notices import user_tag
 
 LEASE_HOLD_MS = 30_000  # a reservation for a call being created lasts at most this
+ENDED_KEEP_MS = 20 * 60_000  # how long an ended call's reason and usage stay readable
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class CallRecord:
     deadline: float  # Unix seconds: the policy's max_duration from the start
     owner: str = ""
     end_reason: str = ""  # set by whoever asked the call to end (client, budget, operator)
+    api: str = "realtime"  # the API family: realtime (a Realtime call) or live (GPT-Live)
 
     @classmethod
     def from_fields(cls, call_id: str, raw: dict[bytes, bytes] | dict[str, str]) -> CallRecord:
@@ -43,6 +45,7 @@ class CallRecord:
             deadline=int(fields.get("d", 0)) / 1000,
             owner=fields.get("o", ""),
             end_reason=fields.get("r", ""),
+            api=fields.get("a", "realtime"),
         )
 
 
@@ -61,13 +64,14 @@ class CallRegistry(Protocol):
     async def release(self, user_id: str, token: str) -> None: ...
     async def register(
         self, token: str, call_id: str, user_id: str, policy: str, session: dict[str, Any],
-        max_duration: float, owner: str, lease: float,
+        max_duration: float, owner: str, lease: float, api: str = "realtime",
     ) -> CallRecord: ...  # fmt: skip
     async def renew(self, owner: str, call_ids: list[str], lease: float) -> list[str]: ...
     async def claim(self, owner: str, lease: float, limit: int = 100) -> list[CallRecord]: ...
     async def handover(self, owner: str, call_ids: list[str]) -> int: ...
     async def mark(self, call_id: str, reason: str) -> bool: ...
-    async def finish(self, record: CallRecord) -> bool: ...
+    async def finish(self, record: CallRecord, summary: dict[str, Any] | None = None) -> bool: ...
+    async def ended(self, call_id: str) -> dict[str, Any] | None: ...
     async def get(self, call_id: str) -> CallRecord | None: ...
     async def user_calls(self, user_id: str) -> list[str]: ...
     async def all(self, limit: int = 1000) -> list[tuple[CallRecord, float]]: ...
@@ -79,6 +83,7 @@ class Registry:
         self._index = f"{prefix}:{{calls}}:all"
         self._call_prefix = f"{prefix}:{{calls}}:c:"
         self._user_prefix = f"{prefix}:{{calls}}:u:"
+        self._ended_prefix = f"{prefix}:{{calls}}:e:"
         self._script = client.register_script(
             resources.files(__package__).joinpath("registry.lua").read_text()
         )
@@ -114,15 +119,16 @@ class Registry:
         max_duration: float,
         owner: str,
         lease: float,
+        api: str = "realtime",
     ) -> CallRecord:
         """The created call, owned by ``owner``, in place of the user's reservation."""
         started, deadline = await self._script(
             keys=[self._index, self._call(call_id), self._user(user_id)],
             args=["register", token, call_id, round(max_duration * 1000), round(lease * 1000),
-                  owner, user_id, policy, json.dumps(session, separators=(",", ":"))],
+                  owner, user_id, policy, json.dumps(session, separators=(",", ":")), api],
         )  # fmt: skip
         return CallRecord(call_id, user_id, policy, session, int(started) / 1000,
-                          int(deadline) / 1000, owner)  # fmt: skip
+                          int(deadline) / 1000, owner, api=api)  # fmt: skip
 
     async def renew(self, owner: str, call_ids: list[str], lease: float) -> list[str]:
         """Extend the leases of the owner's calls; the ids it no longer owns."""
@@ -159,14 +165,25 @@ class Registry:
         """Record why a live call is about to end; False if it is not live."""
         return bool(await self._script(keys=[self._call(call_id)], args=["mark", reason]))
 
-    async def finish(self, record: CallRecord) -> bool:
-        """Remove an ended call; False if it was already removed."""
+    async def finish(self, record: CallRecord, summary: dict[str, Any] | None = None) -> bool:
+        """Remove an ended call, keeping ``summary`` (its owner, reason, usage) readable for
+        :data:`ENDED_KEEP_MS`; False if another finish came first."""
+        text = json.dumps({**(summary or {}), "u": record.user_id}, separators=(",", ":"))
         return bool(
             await self._script(
-                keys=[self._index, self._call(record.call_id), self._user(record.user_id)],
-                args=["finish", record.call_id],
+                keys=[self._index, self._call(record.call_id), self._user(record.user_id),
+                      self._ended(record.call_id)],
+                args=["finish", record.call_id, text, ENDED_KEEP_MS],
             )
-        )
+        )  # fmt: skip
+
+    def _ended(self, call_id: str) -> str:
+        return self._ended_prefix + call_id
+
+    async def ended(self, call_id: str) -> dict[str, Any] | None:
+        """What an ended call left (its summary), for a while after its end."""
+        raw = await self._client.get(self._ended(call_id))
+        return json.loads(raw) if raw else None
 
     async def get(self, call_id: str) -> CallRecord | None:
         raw = await self._client.hgetall(self._call(call_id))

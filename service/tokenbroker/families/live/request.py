@@ -13,10 +13,41 @@ from tokenbroker.flow.calls import check_offer
 from tokenbroker.infra import strict_json
 from tokenbroker.policy.schema_check import check, compile_schema, schema_data
 
+_ANY_OBJECT = {"type": "object"}
+
+
+def _browser_defs(defs: dict[str, Any]) -> dict[str, Any]:
+    """The definitions a browser's request is checked with: only those the create call
+    reaches, the session's model left to the policy (upstream it is required), and the
+    backend's tools, tool choice and Decisions questions checked as objects only (the
+    policy owns the delegation; a browser's own is refused unless allowed, its MCP servers
+    always, and the upstream checks the rest). Compiling every tool's shape cost ~80 MiB of
+    memory per process for fields a browser can rarely send."""
+    defs = {**defs, "MediaSessionConfigParam": {**defs["MediaSessionConfigParam"],
+                                                "required": []}}  # fmt: skip
+    responses = defs["ResponsesDelegationConfigParam"]
+    defs["ResponsesDelegationConfigParam"] = {**responses, "properties": {
+        **responses["properties"], "tools": {"type": "array", "items": _ANY_OBJECT},
+        "tool_choice": {}}}  # fmt: skip
+    for name in ("DelegationDecisions", "DecisionTriggerParam"):
+        defs[name] = _ANY_OBJECT
+    reached: set[str] = set()
+    stack: list[Any] = [defs["LiveCreateParams"]]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.rsplit("/", 1)[-1] not in reached:
+                reached.add(ref.rsplit("/", 1)[-1])
+                stack.append(defs[ref.rsplit("/", 1)[-1]])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return {name: defs[name] for name in reached}
+
+
 _DEFS = schema_data("live.json")
-# upstream the session's model is required; from a browser it may be left to the policy
-_SESSION = {**_DEFS["MediaSessionConfigParam"], "required": []}
-_CREATE = compile_schema(_DEFS["LiveCreateParams"], {**_DEFS, "MediaSessionConfigParam": _SESSION})
+_CREATE = compile_schema(_DEFS["LiveCreateParams"], _browser_defs(_DEFS))
 
 
 def parse_create(raw: bytes) -> tuple[dict[str, Any], str]:
