@@ -5,7 +5,9 @@ calls.py does for Realtime calls, and measures for GPT-Live sessions:
 
 1. N sessions opened through ``POST /v1/live/sessions`` (64 at a time); RSS before and
    after gives the memory per session; CPU over an idle window the cost of holding them.
-2. Usage figures pushed round-robin over the sidebands as fast as the fake can send them;
+2. Usage figures pushed round-robin over the sidebands in chunks of 1 000 as fast as the
+   fake can send them, each chunk counted before the next (a sustained rate, not an
+   overload: a replica whose loop lags past its lease lets its sessions go, by design);
    the Redis cost per figure (one ``cumulative.lua`` call) from its command statistics.
 3. Drift-to-revert latency: the fake drifts sessions' delegation one every few ms while
    usage figures arrive at the rate real sessions send them (about one a minute each);
@@ -27,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,10 @@ policies:
       models: [gpt-live-1.1]
       delegation: {mode: client}
 """
+
+
+def _stage(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
 
 
 def _summary(fake: Server) -> dict[str, Any]:
@@ -90,6 +97,10 @@ def _counted_seconds(url: str) -> int:
     return sum(int(client.hget(key, "s") or 0) for key in client.scan_iter(match="live*:use:*"))
 
 
+def _counted_at_least(url: str, seconds: int) -> bool:
+    return _counted_seconds(url) >= seconds
+
+
 def _load(fake: Server, **body: Any) -> dict[str, Any]:
     return httpx.post(f"{fake.url}/_fake/live_load", json=body, timeout=900).json()  # type: ignore[no-any-return]
 
@@ -111,7 +122,9 @@ def run(sessions: int, figures: int, drifts: int, window: float, out: Path) -> d
         first = bench.broker("broker-a", fake, policies, "live", "openai", extra)
         idle_rss = first.rss_kib()
         started = time.monotonic()
+        _stage(f"opening {sessions} sessions")
         asyncio.run(_open_sessions(first, sessions))
+        _stage("opened; waiting for their sidebands")
         result["open_seconds"] = round(time.monotonic() - started, 2)
         _wait(lambda: _summary(fake)["sidebands"] >= sessions, 120)
         rss = first.rss_kib()
@@ -125,8 +138,11 @@ def run(sessions: int, figures: int, drifts: int, window: float, out: Path) -> d
         stats, redis_cpu, cpu = (redis_stats(bench.redis_url), _redis_cpu(bench.redis_url),
                                  first.cpu_seconds())  # fmt: skip
         started = time.monotonic()
-        sent = _load(fake, usage=figures, step=1)["sent"]
-        _wait(lambda: _counted_seconds(bench.redis_url) >= sent, 300)  # one second each
+        _stage("usage figures")
+        sent, chunk = 0, min(1000, figures)
+        for _ in range(figures // chunk):  # closed loop: a chunk, then until it is counted
+            sent += _load(fake, usage=chunk, step=1)["sent"]
+            _wait(partial(_counted_at_least, bench.redis_url, sent), 120)  # a second each
         seconds = time.monotonic() - started
         after = redis_stats(bench.redis_url)
         result["usage"] = {
@@ -140,6 +156,7 @@ def run(sessions: int, figures: int, drifts: int, window: float, out: Path) -> d
 
         # real sessions report usage about once a minute: sessions/60 figures a second
         usage_every_ms = 60_000 / sessions
+        _stage("drift")
         _load(fake, drift=drifts, every_ms=5, usage_every_ms=usage_every_ms)
         _wait(lambda: len(_summary(fake)["revert_seconds"]) >= drifts, 120)
         reverts = sorted(_summary(fake)["revert_seconds"])
@@ -151,6 +168,7 @@ def run(sessions: int, figures: int, drifts: int, window: float, out: Path) -> d
             "usage_figures_per_second_meanwhile": round(1000 / usage_every_ms, 1),
         }  # fmt: skip
 
+        _stage("adoption")
         second = bench.broker("broker-b", fake, policies, "live", "openai", extra)
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait()

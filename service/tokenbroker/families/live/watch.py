@@ -18,15 +18,16 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from tokenbroker.families.live.sideband import LiveSideband
 from tokenbroker.families.live.usage import backend_usage, cumulative, voice_cost_micros
-from tokenbroker.flow.watcher import RECONNECT_FOR, LeaseLapsed, Tally
+from tokenbroker.flow.watcher import RECONNECT_FOR, RECOUNT_FOR, LeaseLapsed, Tally
 from tokenbroker.infra.redis import STORE_ERRORS
+from tokenbroker.limits.ledger import Spent
 from tokenbroker.registry.notices import user_tag
 from tokenbroker.registry.registry import CallRecord
 from tokenbroker.upstream.calls import SidebandGone
@@ -149,16 +150,29 @@ class SessionWatch:
         model = str(self.record.session.get("model"))
         cost = voice_cost_micros(usage, self._prices.get(model))
         budgets = self._live.policy_for(self.record).budgets
-        try:
-            spent = await self._live.ledger.add_cumulative(
-                self.record.user_id, self.record.call_id, usage.seconds, cost, budgets)  # fmt: skip
-        except STORE_ERRORS:
-            self._live.metrics.call_usage_lost.inc()
-            return  # the next cumulative figure carries this one's seconds too
+        spent = await self._counted(lambda: self._live.ledger.add_cumulative(
+            self.record.user_id, self.record.call_id, usage.seconds, cost, budgets))  # fmt: skip
         self.tally.seconds = max(self.tally.seconds, usage.seconds)
         self.tally.cost_micros = max(self.tally.cost_micros, cost)
         if spent is not None and any(s.exhausted for s in spent):
             await self._live.budget_spent(self.record.user_id)
+
+    async def _counted(
+        self, count: Callable[[], Awaitable[list[Spent] | None]]
+    ) -> list[Spent] | None:
+        """``count()``'s answer, retried with backoff while the store does not take it (a
+        cumulative figure or a response id counts once however often it is sent); None,
+        counted as lost, after RECOUNT_FOR."""
+        started, pause = time.monotonic(), 0.05
+        while True:
+            try:
+                return await count()
+            except STORE_ERRORS:
+                if time.monotonic() - started > RECOUNT_FOR:
+                    self._live.metrics.call_usage_lost.inc()
+                    return None
+                await asyncio.sleep(pause)  # backoff before the retry, not a sync wait
+                pause = min(pause * 2, 2.0)
 
     async def _backend(self, event: dict[str, Any]) -> None:
         delegation = self.record.session.get("delegation") or {}
@@ -167,13 +181,9 @@ class SessionWatch:
         if usage is None:
             return
         cost = usage.cost_micros(self._live.price(usage.model))
-        try:
-            spent = await self._live.ledger.add(
-                self.record.user_id, self.record.call_id, usage.response_id, usage.total, cost,
-                self._live.policy_for(self.record).budgets)  # fmt: skip
-        except STORE_ERRORS:
-            self._live.metrics.call_usage_lost.inc()
-            return
+        spent = await self._counted(lambda: self._live.ledger.add(
+            self.record.user_id, self.record.call_id, usage.response_id, usage.total, cost,
+            self._live.policy_for(self.record).budgets))  # fmt: skip
         if spent is None:
             return
         self.tally.tokens += usage.total
