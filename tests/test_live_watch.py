@@ -22,7 +22,11 @@ from servers import RedisServer, TokenbrokerServer, wait_until
 LIVE = "/v1/live/sessions"
 PRICES = {"gpt-live-1.1": {"active_per_minute": 0.05, "standby_per_minute": 0.02}}
 BACKEND_PRICES = {"gpt-5-mini": {"text_input": 1000.0, "text_output": 4000.0}}  # per million
-ENV = {"TOKENBROKER_MCP_CRM": "mcp-CANARY-secret-1234"}
+ADMIN = {"Authorization": "Bearer admin-CANARY-live-0123456789"}
+ENV = {
+    "TOKENBROKER_MCP_CRM": "mcp-CANARY-secret-1234",
+    "TOKENBROKER_ADMIN_TOKEN": "admin-CANARY-live-0123456789",
+}
 
 
 class FakeLive:
@@ -208,6 +212,21 @@ def test_the_owner_ends_the_session_and_no_one_else_can(
     fake.ended(sid)
     wait_until(lambda: info(broker, sid, sub)["status"] == "ended")
     assert info(broker, sid, sub)["reason"] == "client"
+
+
+def test_operators_list_and_close_live_sessions(broker: TokenbrokerServer, fake: FakeLive) -> None:
+    """The admin API lists a GPT-Live session beside calls (api live) and closes it on its
+    sideband; the owner's GET then says ended, operator."""
+    sub = user()
+    sid = session_id(create(broker, sub))
+    fake.watched(sid)
+    listed = httpx.get(f"{broker.url}/admin/calls", headers=ADMIN).json()["calls"]
+    assert next(c for c in listed if c["call_id"] == sid)["api"] == "live"
+    closed = httpx.post(f"{broker.url}/admin/calls/{sid}/hangup", headers=ADMIN)
+    assert closed.status_code == 200 and closed.json()["ending"] is True
+    assert fake.ended(sid)["closed_reason"] == "close_requested"
+    wait_until(lambda: info(broker, sid, sub)["status"] == "ended")
+    assert info(broker, sid, sub)["reason"] == "operator"
 
 
 def test_why_a_realtime_call_ended(start_broker: StartBroker, fake_upstream_server: Any) -> None:

@@ -55,8 +55,8 @@ def _print_notes(notes: Iterable[str]) -> None:
 
 
 async def _operate(args: argparse.Namespace) -> None:
+    from tokenbroker.families.live.sideband import LiveSideband
     from tokenbroker.flow.operations import Operations
-    from tokenbroker.flow.watched import end_call
     from tokenbroker.infra.audit import RedisAudit
     from tokenbroker.infra.metrics import Metrics
     from tokenbroker.infra.redis import connect
@@ -75,7 +75,15 @@ async def _operate(args: argparse.Namespace) -> None:
     up = settings.upstream
     try:
         async with open_upstream(settings, Metrics(), up.url, up.api_key, up.proxy) as upstream:
-            calls = CallsUpstream(upstream)
+            calls, sideband = CallsUpstream(upstream), LiveSideband(upstream)
+            enders = {"realtime": calls.hangup, "live": sideband.end}
+
+            async def end(record: Any, reason: str) -> bool:
+                """A Realtime call is hung up; a GPT-Live session closed on its sideband."""
+                if not await registry.mark(record.call_id, reason):
+                    return False
+                return await enders.get(record.api, calls.hangup)(record.call_id)
+
             ops = Operations(
                 RedisPolicyStore(client, settings.redis.prefix),
                 RedisLimiter(client, settings.redis.prefix, cluster=settings.redis.cluster),
@@ -83,9 +91,13 @@ async def _operate(args: argparse.Namespace) -> None:
                 family_vocabulary(settings.upstream.dialect),
                 registry=registry,
                 ledger=Ledger(client, settings.redis.prefix),
-                end_call=lambda record, reason: end_call(registry, calls, record, reason),
+                end_call=end,
             )
-            await _dispatch(args, ops)
+            try:
+                await _dispatch(args, ops)
+            finally:
+                await calls.close()
+                await sideband.close()
     except BrokerError as exc:
         sys.exit(f"tokenbroker: {exc.message}")
     finally:

@@ -41,21 +41,6 @@ from tokenbroker.upstream.calls import CallsUpstream
 log = logging.getLogger("tokenbroker.calls")
 
 
-async def end_call(
-    registry: CallRegistry, upstream: CallsUpstream, record: CallRecord, reason: str
-) -> bool:
-    """Ask the upstream to end a call, recording why first; False if it did not take it."""
-    return await _end_id(registry, upstream, record.call_id, reason)
-
-
-async def _end_id(
-    registry: CallRegistry, upstream: CallsUpstream, call_id: str, reason: str
-) -> bool:
-    if not await registry.mark(call_id, reason):
-        return False
-    return await upstream.hangup(call_id)
-
-
 class Watch(Protocol):
     """One watched call or session, whatever its API family (flow/watcher.py for Realtime
     calls; each family in tokenbroker.families has its own)."""
@@ -312,8 +297,9 @@ class LiveCalls:
                   "responses": tally.responses, "reverts": tally.reverts, "api": record.api,
                   "voice_seconds": tally.seconds}  # fmt: skip
         log.info("call ended", extra={"fields": fields})
-        detail = " ".join(f"{k}={fields[k]}" for k in ("call", "reason", "seconds", "tokens",
-                                                        "cost_usd", "reverts"))  # fmt: skip
+        detail = " ".join(f"{k}={fields[k]}" for k in ("call", "api", "reason", "seconds",
+                                                        "voice_seconds", "tokens", "cost_usd",
+                                                        "reverts"))  # fmt: skip
         self._audit.record({"user": record.user_id, "policy": record.policy,
                             "model": str(record.session.get("model", "")), "voice": "",
                             "outcome": "call_ended", "request_id": record.call_id, "ip": "",
