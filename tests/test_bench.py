@@ -86,7 +86,8 @@ def test_live_session_benchmark_smoke_run(tmp_path: Path) -> None:
 
 def test_live_session_load_benchmark_smoke_run(tmp_path: Path) -> None:
     """`live_sessions.py --smoke`: GPT-Live sessions held, usage figures accounted, drift
-    reverted and timed, a killed replica's sessions adopted, none watched twice."""
+    reverted and spent budgets closed (both timed), a killed replica's sessions adopted,
+    none watched twice."""
     done = subprocess.run(
         [sys.executable, str(BENCH.parent / "live_sessions.py"), "--smoke", "--out",
          str(tmp_path)],
@@ -99,4 +100,5 @@ def test_live_session_load_benchmark_smoke_run(tmp_path: Path) -> None:
     assert result["adoption"]["adopted"] == result["sessions"] == 50
     assert result["adoption"]["watched_twice"] == 0
     assert result["drift_to_revert_ms"]["drifts"] == 20
+    assert result["budget_to_close_ms"]["sessions"] == 10
     assert result["usage"]["figures"] == 500

@@ -278,3 +278,29 @@ def test_a_killed_watcher_s_session_is_adopted_and_counted_exactly(
     spent = info(fleet[1], sid, sub, tier="long_budget")["budgets"][0]["seconds_left"]
     assert spent == 1000 - 50
     assert json.dumps(fake.state(sid)).count("mcp-CANARY") == 0
+
+
+def test_sigterm_hands_sessions_over_instead_of_closing_them(
+    start_broker: StartBroker, redis_server: RedisServer, fake: FakeLive
+) -> None:
+    """SIGTERM to the watching replica: its GPT-Live sessions are handed over (adopted by
+    the other replica long before their 30 s leases could run out) and none is closed."""
+    prefix = f"lh{uuid.uuid4().hex[:6]}"
+    leaving, staying = (start_broker(POLICIES / "live.yaml", env=ENV,
+                                     upstream={"dialect": "openai"},
+                                     redis={"url": redis_server.url, "prefix": prefix},
+                                     calls={"lease": "30s", "renew_interval": "200ms"})
+                        for _ in range(2))  # fmt: skip
+    sessions = [session_id(create(leaving, user())) for _ in range(2)]
+    for sid in sessions:
+        fake.watched(sid)
+    assert leaving.stop(signal.SIGTERM) == 0
+    stopped = time.monotonic()
+    for sid in sessions:
+        fake.watched(sid, connects=2, limit=10)
+    assert time.monotonic() - stopped < 10
+    for sid in sessions:
+        state = fake.state(sid)
+        assert state["live"] and state["most_sidebands"] == 1
+        assert {"type": "session.close"} not in state["from_sideband"]
+    assert metric(staying, "tokenbroker_call_adoptions_total") == 2

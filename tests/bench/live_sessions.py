@@ -9,11 +9,14 @@ calls.py does for Realtime calls, and measures for GPT-Live sessions:
    fake can send them, each chunk counted before the next (a sustained rate, not an
    overload: a replica whose loop lags past its lease lets its sessions go, by design);
    the Redis cost per figure (one ``cumulative.lua`` call) from its command statistics.
-3. Drift-to-revert latency: the fake drifts sessions' delegation one every few ms while
+3. Spent budgets: sessions of users with a small budget are told of usage past it while
+   the others' usage goes on; each is timed from the fake's figure to the broker's
+   ``session.close`` arriving on the sideband. p50 and p99.
+4. Drift-to-revert latency: the fake drifts sessions' delegation one every few ms while
    usage figures arrive at the rate real sessions send them (about one a minute each);
    each drift is timed from the fake's ``session.updated`` to the broker's corrective
    ``session.update`` arriving on the sideband. p50 and p99.
-4. A second broker, the first killed (SIGKILL): time until every sideband is re-attached.
+5. A second broker, the first killed (SIGKILL): time until every sideband is re-attached.
 
     python3 tests/bench/live_sessions.py            # 5 000 sessions (a few minutes)
     python3 tests/bench/live_sessions.py --smoke    # 50 sessions, seconds
@@ -46,6 +49,7 @@ from tokenbroker.dev.tokens import sign_token  # noqa: E402
 OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 POLICY = """
 default_policy: bench
+policy_claim: tier
 policies:
   bench:
     models: [gpt-realtime]
@@ -54,6 +58,9 @@ policies:
     live:
       models: [gpt-live-1.1]
       delegation: {mode: client}
+  capped:
+    extends: bench
+    budgets: [{seconds: 10, per: 1d}]
 """
 
 
@@ -66,13 +73,14 @@ def _summary(fake: Server) -> dict[str, Any]:
     return reply.json()  # type: ignore[no-any-return]
 
 
-async def _open_sessions(broker: Server, count: int) -> None:
+async def _open_sessions(broker: Server, count: int, tier: str = "bench") -> list[str]:
     body = json.dumps({"session": {}, "transport": {"type": "webrtc", "sdp": OFFER}})
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64), timeout=60) as client:
         gate = asyncio.Semaphore(64)
 
         async def one(i: int) -> None:
-            token = sign_token(SECRET, issuer=ISSUER, audience=AUDIENCE, sub=f"live-{i}", ttl=3600)
+            token = sign_token(SECRET, issuer=ISSUER, audience=AUDIENCE, sub=f"{tier}-{i}",
+                               ttl=3600, claims={"tier": tier})  # fmt: skip
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
             for attempt in range(3):
                 try:
@@ -85,8 +93,11 @@ async def _open_sessions(broker: Server, count: int) -> None:
                         raise
             if reply.status_code != 201:
                 raise SystemExit(f"session {i}: {reply.status_code} {reply.text}")
+            ids.append(reply.json()["session"]["id"])
 
+        ids: list[str] = []
         await asyncio.gather(*(one(i) for i in range(count)))
+        return ids
 
 
 def _counted_seconds(url: str) -> int:
@@ -105,7 +116,8 @@ def _load(fake: Server, **body: Any) -> dict[str, Any]:
     return httpx.post(f"{fake.url}/_fake/live_load", json=body, timeout=900).json()  # type: ignore[no-any-return]
 
 
-def run(sessions: int, figures: int, drifts: int, window: float, out: Path) -> dict[str, Any]:
+def run(sessions: int, figures: int, drifts: int, spends: int, window: float,
+        out: Path) -> dict[str, Any]:  # fmt: skip
     _raise_fd_limit()
     workdir = Path(tempfile.mkdtemp(prefix="tb-live-bench-"))
     bench = Bench(Plan(1, 1, 1, 1, 1, 1, 1, 1), workdir)
@@ -168,12 +180,28 @@ def run(sessions: int, figures: int, drifts: int, window: float, out: Path) -> d
             "usage_figures_per_second_meanwhile": round(1000 / usage_every_ms, 1),
         }  # fmt: skip
 
+        # a spent budget: sessions of users with a 10 s budget told 11 s, one every 5 ms,
+        # while the others' usage goes on; timed to the broker's session.close
+        capped = asyncio.run(_open_sessions(first, spends, "capped"))
+        _wait(lambda: _summary(fake)["sidebands"] >= sessions + spends, 60)
+        _stage("spent budgets")
+        _load(fake, spend=capped, seconds=11, every_ms=5)
+        _wait(lambda: len(_summary(fake)["close_seconds"]) >= spends, 60)
+        closes = sorted(_summary(fake)["close_seconds"])
+        result["budget_to_close_ms"] = {
+            "sessions": len(closes),
+            "p50": round(statistics.median(closes) * 1000, 2),
+            "p99": round(closes[min(len(closes) - 1, int(len(closes) * 0.99))] * 1000, 2),
+            "max": round(closes[-1] * 1000, 2),
+        }  # fmt: skip
+        _wait(lambda: _summary(fake)["live"] <= sessions, 60)  # the closed ones are gone
+
         _stage("adoption")
         second = bench.broker("broker-b", fake, policies, "live", "openai", extra)
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait()
         killed = time.monotonic()
-        _wait(lambda: _summary(fake)["reattached"] >= sessions, 180)
+        _wait(lambda: _summary(fake)["reattached"] >= sessions, 180)  # (the live ones)
         result["adoption"] = {
             "seconds_after_kill": round(time.monotonic() - killed, 2),
             "adopted": int(_metric(second, "tokenbroker_call_adoptions_total")),
@@ -198,7 +226,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="50 sessions, seconds")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
-    sizes = (50, 500, 20, 1.0) if args.smoke else (5000, 20_000, 500, 10.0)
+    sizes = (50, 500, 20, 10, 1.0) if args.smoke else (5000, 20_000, 500, 100, 10.0)
     result = run(*sizes, args.out)
     print(json.dumps(result, indent=2))
 

@@ -47,6 +47,8 @@ class FakeLiveSession:
     closed_reason: str | None = None
     drifted_at: float | None = None  # when the load hook drifted it (time.perf_counter())
     reverted_after: float | None = None  # seconds from that drift to the sideband's revert
+    spent_at: float | None = None  # when the load hook reported usage past its budget
+    closed_after: float | None = None  # seconds from that to a sideband's session.close
 
     def state(self) -> dict[str, Any]:
         return {"id": self.session_id, "session": self.session, "live": self.live,
@@ -101,6 +103,8 @@ class FakeLive:
                 event = json.loads(await socket.receive_text())
                 live.from_sideband.append(event)
                 if event.get("type") == "session.close":
+                    if live.spent_at is not None and live.closed_after is None:
+                        live.closed_after = time.perf_counter() - live.spent_at
                     await self._end(live, "close_requested")
                 elif event.get("type") == "session.update":
                     if live.drifted_at is not None and live.reverted_after is None:
@@ -216,13 +220,16 @@ class FakeLive:
                 "watched_twice": sum(s.most_sidebands > 1 for s in sessions),
                 "drifted": sum(s.drifted_at is not None for s in sessions),
                 "revert_seconds": reverts,
+                "close_seconds": [s.closed_after for s in sessions if s.closed_after is not None],
             })  # fmt: skip
         return JSONResponse({"sessions": [s.state() for s in sessions]})
 
     async def load(self, request: Request) -> Response:
         """The load benchmark's model: ``{"usage": N, "step": S}`` sends N cumulative usage
         figures round-robin over the live sessions (each S seconds more than its last), as
-        fast as they go; ``{"drift": M, "every_ms": T, "usage_every_ms": U}`` drifts M
+        fast as they go; ``{"spend": [id, …], "seconds": S}`` reports S more seconds on each
+        of those sessions, one every 5 ms (the time to a sideband's ``session.close`` is
+        timed); ``{"drift": M, "every_ms": T, "usage_every_ms": U}`` drifts M
         sessions' delegation one every T ms (the revert's arrival is timed) while usage
         figures go out every U ms, as real sessions send them."""
         body = await request.json()
@@ -234,6 +241,12 @@ class FakeLive:
                 live = targets[i % len(targets)]
                 live.seconds += step
                 sent += await self._broadcast(live, self._usage_event(live))
+        for session_id in body.get("spend", []):  # usage past the budget, timed to the close
+            live = self.sessions[session_id]
+            live.seconds += int(body["seconds"])
+            live.spent_at = time.perf_counter()
+            sent += await self._broadcast(live, self._usage_event(live))
+            await asyncio.sleep(float(body.get("every_ms", 5)) / 1000)  # the pace it plays
         if body.get("drift"):
             sent += await self._drift(targets, int(body["drift"]), float(body["every_ms"]),
                                       float(body.get("usage_every_ms", 0)))  # fmt: skip

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Protocol
 
 from tokenbroker.config.settings import CallsSettings
@@ -91,7 +92,11 @@ class LiveCalls:
         self._held: dict[str, float] = {}  # call id -> until when (monotonic) it is ours
         self._loose: set[asyncio.Task[Any]] = set()
         self._closing = False  # handing over: adopt nothing more, not even its own calls
-        metrics.live_calls.set_function(lambda: len(self._watches))
+        for api in ("realtime", "live"):
+            metrics.live_calls.labels(api).set_function(partial(self._count, api))
+
+    def _count(self, api: str) -> int:
+        return sum(watch.record.api == api for watch in self._watchers.values())
 
     @property
     def full(self) -> bool:
@@ -200,7 +205,7 @@ class LiveCalls:
         for record in claimed:
             if record.call_id in self._watches:
                 continue
-            self.metrics.call_adoptions.inc()
+            self.metrics.call_adoptions.labels(record.api).inc()
             fields = {"call": record.call_id, "user": hash_user(record.user_id),
                       "from": record.owner or "handover"}  # fmt: skip
             log.info("call adopted", extra={"fields": fields})

@@ -204,7 +204,7 @@ class CallWatch:
         # browser's own event cannot pass for one
         update["event_id"] = f"tokenbroker_revert_{secrets.token_hex(8)}"
         self._reverts_sent.add(update["event_id"])
-        self._live.metrics.call_reverts.inc()
+        self._live.metrics.call_reverts.labels("realtime").inc()
         log.info("call drifted", extra={"fields": {"call": self.record.call_id, "fields": bad,
                  "action": "revert"}})  # fmt: skip
         await ws.send_str(json.dumps(update))

@@ -62,9 +62,9 @@ class Metrics:
             "tokenbroker_draining", "1 while this replica shuts down gracefully.", registry=r
         )
         self.live_calls = Gauge(
-            "tokenbroker_live_calls", "Live calls this replica watches (holds the sideband of).",
-            registry=r,
-        )  # fmt: skip
+            "tokenbroker_live_calls", "Live calls (api realtime) and GPT-Live sessions (api "
+            "live) this replica watches (holds the sideband of).", ["api"], registry=r,
+        )  # fmt: skip  # fmt: skip
         self.call_ends = Counter(
             "tokenbroker_call_ends",
             "Live calls and GPT-Live sessions ended, by API family (realtime, live) and reason: "
@@ -88,11 +88,15 @@ class Metrics:
             "within a minute of retries (not counted).", registry=r,
         )  # fmt: skip
         self.call_reverts = Counter(
-            "tokenbroker_call_reverts", "Session drifts reverted with a session.update.", registry=r
+            "tokenbroker_call_reverts",
+            "Session drifts reverted with a session.update, by API family.",
+            ["api"],
+            registry=r,
         )
         self.call_adoptions = Counter(
-            "tokenbroker_call_adoptions", "Live calls adopted from a replica that stopped "
-            "renewing (or handed them over).", registry=r,
+            "tokenbroker_call_adoptions", "Live calls and GPT-Live sessions adopted from a "
+            "replica that stopped renewing (or handed them over), by API family.", ["api"],
+            registry=r,
         )  # fmt: skip
         self.call_cancels = Counter(
             "tokenbroker_call_cancels", "Responses cancelled on live calls because a budget "

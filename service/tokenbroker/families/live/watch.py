@@ -208,7 +208,7 @@ class SessionWatch:
             return await self.close("violation", ws)
         self._owner_check()
         self.tally.reverts += 1
-        self._live.metrics.call_reverts.inc()
+        self._live.metrics.call_reverts.labels("live").inc()
         update = {key: enforced.get(key, [] if key == "triggers" else None) for key in drifted}
         event_id = f"tokenbroker_revert_{secrets.token_hex(8)}"
         await ws.send_str(json.dumps({"type": "session.update", "session": update,
