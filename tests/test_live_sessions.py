@@ -70,9 +70,10 @@ def test_the_official_sdk_creates_a_session(
     model, fixed instructions, first voice, idle default, the data channel's permissions
     (the defaults: mute, unmute and close) and a pseudonym as safety_identifier."""
     sub = f"live-{uuid.uuid4().hex[:8]}"
-    created = client(broker, sub).live.create(
-        session={"model": "gpt-live-1"}, transport={"type": "webrtc", "sdp": OFFER}
-    )
+    with client(broker, sub) as sdk:  # closed: no socket left for the collector
+        created = sdk.live.create(
+            session={"model": "gpt-live-1"}, transport={"type": "webrtc", "sdp": OFFER}
+        )
     assert created.session.id.startswith("live_")
     assert created.transport.sdp.startswith("v=0")
     session = sent(upstream)
@@ -164,10 +165,11 @@ def test_refusals_reach_no_upstream(
 
 def test_the_sdk_reads_a_refusal(broker: TokenbrokerServer, upstream: FakeUpstream) -> None:
     """Through the SDK a refusal is its PermissionDeniedError with the broker's code."""
-    with pytest.raises(openai.PermissionDeniedError) as refused:
-        client(broker, "live-sdk-refused").live.create(
-            session={"model": "gpt-live-2"}, transport={"type": "webrtc", "sdp": OFFER}
-        )
+    with (
+        client(broker, "live-sdk-refused") as sdk,
+        pytest.raises(openai.PermissionDeniedError) as refused,
+    ):
+        sdk.live.create(session={"model": "gpt-live-2"}, transport={"type": "webrtc", "sdp": OFFER})
     assert refused.value.code == "model_not_allowed"
     assert upstream.received() == []
 
