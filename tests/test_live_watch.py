@@ -177,6 +177,25 @@ def test_backend_tokens_are_priced_and_counted(broker: TokenbrokerServer, fake: 
     wait_until(lambda: info(broker, sid, sub, tier="tokens")["budgets"][0]["tokens_left"] == 600)
 
 
+def test_backend_tokens_are_priced_per_backend_model(
+    broker: TokenbrokerServer, fake: FakeLive
+) -> None:
+    """The backend response's tokens cost what calls.prices says for its model: 200
+    uncached input at $1 000 and 100 output at $4 000 a million (cached input unpriced)
+    are $0.60 of a $1.00 budget."""
+    sub = user()
+    sid = session_id(create(broker, sub, tier="backend_cost"))
+    fake.watched(sid)
+    fake.act(sid, "emit", {"type": "response.event", "event": {
+        "type": "response.completed", "response": {
+            "id": "resp_backend_2", "model": "gpt-5-mini",
+            "usage": {"input_tokens": 300, "output_tokens": 100,
+                      "input_tokens_details": {"cached_tokens": 100}}}}})  # fmt: skip
+    wait_until(lambda: info(broker, sid, sub, tier="backend_cost")["budgets"][0]["usd_left"]
+               == pytest.approx(1.0 - 0.6, abs=1e-9))  # fmt: skip
+    assert fake.state(sid)["live"]
+
+
 def test_delegation_drift_is_reverted(broker: TokenbrokerServer, fake: FakeLive) -> None:
     """A session.updated with another backend model and MCP server is reverted with a
     session.update restoring the policy's delegation."""
