@@ -44,6 +44,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tokenbroker.fake_upstream import events
+from tokenbroker.fake_upstream.call_load import CallLoad
 from tokenbroker.fake_upstream.peer import FakePeer, can_answer
 from tokenbroker.fake_upstream.validate import (
     CALL_CREATE,
@@ -86,7 +87,7 @@ class FakeCall:
                 "cancel_times": self.cancel_times}  # fmt: skip
 
 
-class FakeCalls:
+class FakeCalls(CallLoad):
     def __init__(self, api_key: str | None, error: Any, unauthorized: Any, key_of: Any) -> None:
         self.calls: dict[str, FakeCall] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -249,33 +250,6 @@ class FakeCalls:
             call.sockets.discard(socket)
             span[1] = time.time()
 
-    async def _responses(self, call: FakeCall, count: int, tokens: int, every: float,
-                         cancelled_tokens: int) -> None:  # fmt: skip
-        """The page started ``count`` responses at once; they finish one by one."""
-        ids = [events.response_id() for _ in range(count)]
-        for rid in ids:
-            call.in_flight[rid] = cancelled_tokens
-            await self._broadcast(call, events.response_created(rid))
-        for rid in ids:
-            await asyncio.sleep(every)  # the model's pace, what this hook plays
-            if not call.live:
-                call.in_flight.clear()  # hung up: nothing more is reported
-                return
-            if call.in_flight.pop(rid, None) is not None:
-                call.completed += 1
-                if await self._broadcast(call, events.response_done(tokens, 0, rid)):
-                    call.reported_tokens += tokens  # reported: a sideband got it
-
-    async def _cancel(self, call: FakeCall, rid: Any) -> None:
-        call.cancel_times.append(time.time())
-        ids = [rid] if isinstance(rid, str) and call.live else list(call.in_flight)
-        for one in ids:
-            used = call.in_flight.pop(one, None)
-            if used is not None and call.live:
-                call.cancelled += 1
-                if await self._broadcast(call, events.response_done(used, 0, one, "cancelled")):
-                    call.reported_tokens += used
-
     async def list(self, request: Request) -> Response:
         calls = list(self.calls.values())
         if request.query_params.get("summary"):
@@ -286,28 +260,6 @@ class FakeCalls:
                 "watched_twice": sum(c.most_sidebands > 1 for c in calls),
             })  # fmt: skip
         return JSONResponse({"calls": [c.state() for c in calls]})
-
-    async def burst(self, request: Request) -> Response:
-        body = await request.json()
-        count, tokens = int(body["events"]), int(body.get("tokens", 10))
-        targets = [c for c in self.calls.values() if c.live and c.sockets]
-        started, sent = time.perf_counter(), 0
-        for i in range(count if targets else 0):
-            call = targets[i % len(targets)]
-            sent += await self._broadcast(call, events.response_done(tokens, 0))
-        return JSONResponse({"sent": sent, "seconds": time.perf_counter() - started})
-
-    async def responses(self, request: Request) -> Response:
-        body = await request.json()
-        pace = float(body.get("every_ms", 1)) / 1000
-        calls = [self.calls[c] for c in body["calls"] if c in self.calls]
-        for call in calls:
-            task = asyncio.ensure_future(self._responses(
-                call, int(body["count"]), int(body["tokens"]), pace,
-                int(body.get("cancelled_tokens", 0))))  # fmt: skip
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return JSONResponse({"calls": len(calls)})
 
     async def show(self, request: Request) -> Response:
         call = self.calls.get(request.path_params["call_id"])

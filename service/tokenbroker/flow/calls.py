@@ -180,7 +180,7 @@ class CallFlow:
         self, authorization: Sequence[str], call_id: str, log: RequestContext
     ) -> dict[str, Any]:
         """The owner's view of a live call: its policy, start and end, budgets left; of an
-        ended one (for a while after its end, SPEC §11): why it ended and what it used."""
+        ended one (for a while after its end): why it ended and what it used."""
         try:
             record = await self._own(authorization, call_id, log)
         except NotFound:

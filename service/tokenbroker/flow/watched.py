@@ -22,13 +22,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from tokenbroker.config.settings import CallsSettings
 from tokenbroker.flow.context import hash_user
-from tokenbroker.flow.watcher import CallWatch, Tally
+from tokenbroker.flow.watch import Ender, Watch, WatchFactory
+from tokenbroker.flow.watcher import CallWatch
 from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.metrics import Metrics
 from tokenbroker.infra.redis import STORE_ERRORS
@@ -40,23 +40,6 @@ from tokenbroker.registry.registry import CallRecord, CallRegistry
 from tokenbroker.upstream.calls import CallsUpstream
 
 log = logging.getLogger("tokenbroker.calls")
-
-
-class Watch(Protocol):
-    """One watched call or session, whatever its API family (flow/watcher.py for Realtime
-    calls; each family in tokenbroker.families has its own)."""
-
-    record: CallRecord
-    tally: Tally
-    user_tag: str
-    cutting: bool
-
-    async def run(self) -> None: ...
-    async def cut(self) -> None: ...
-
-
-WatchFactory = Callable[[CallRecord, "LiveCalls"], Watch]
-Ender = Callable[[str], Awaitable[bool]]  # ends a call upstream by id; False if not taken
 
 
 class LiveCalls:

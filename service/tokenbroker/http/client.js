@@ -137,7 +137,7 @@ export async function connect({ broker = DEFAULT_BROKER, token, session, stream,
     }
   };
   let location = null;
-  // Why the broker ended it (SPEC §11: duration, idle, budget, violation, …), when the
+  // Why the broker ended it (duration, idle, budget, violation, …), when the
   // page did not: the call's GET says, for a while after its end; else the network's word.
   const endedBy = async (fallback) => {
     if (state === "ended" || endReason) return setState("ended", endReason ?? fallback);

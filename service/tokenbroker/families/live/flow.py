@@ -92,7 +92,7 @@ class LiveSessions:
         self, authorization: Sequence[str], session_id: str, log: RequestContext
     ) -> dict[str, Any]:
         """The owner's view of a live session (its end, budgets left, seconds used); of an
-        ended one, for a while after its end, why it ended and what it used (SPEC §11)."""
+        ended one, for a while after its end, why it ended and what it used."""
         record = await self._own(authorization, session_id, log)
         if record is None:
             ended = await ended_call(self._broker, self._live, authorization, session_id, log)

@@ -1,4 +1,4 @@
-"""One GPT-Live session, watched from the server side for its whole life (SPEC §10).
+"""One GPT-Live session, watched from the server side for its whole life.
 
 The watcher holds the session's sideband (``…/live/sessions/{id}/attach``) and enforces
 the policy: the duration cap and idle timeout (``session.close``), budgets in seconds and
