@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from tokenbroker.config.load import settings_from_dict
+from tokenbroker.families import vocabulary
 from tokenbroker.policy.parse import parse_policy_text
 
 ROOT = Path(__file__).parent.parent
@@ -43,7 +44,7 @@ def test_config_map_holds_a_valid_config_and_policy_file() -> None:
     data = documents()["ConfigMap/tokenbroker-config"]["data"]
     settings = settings_from_dict(yaml.safe_load(data["broker.yaml"]), {}, require_secrets=False)
     assert settings.fail_mode == "closed"
-    assert "standard" in parse_policy_text(data["policies.yaml"]).policies
+    assert "standard" in parse_policy_text(data["policies.yaml"], vocabulary("openai")).policies
 
 
 def test_deployment_probes_and_locked_down_security() -> None:

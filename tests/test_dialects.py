@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 
 from conftest import API_KEY, FakeUpstream, StartBroker, make_token
 from servers import TokenbrokerServer
-from tokenbroker.upstream.dialects.ga import GA_PATHS, from_ga, ga_path, to_ga
+from tokenbroker.families.realtime.dialects.ga import GA_PATHS, from_ga, ga_path, to_ga
 
 SESSIONS = "/v1/realtime/sessions"
 

@@ -12,14 +12,14 @@ from conftest import POLICIES
 from live import schema
 from tokenbroker.fake_upstream.events import apply
 from tokenbroker.families import vocabulary
-from tokenbroker.policy.drift import revert, violations
-from tokenbroker.policy.enforce import enforce
-from tokenbroker.policy.enforce_ga import enforce_ga
+from tokenbroker.families.realtime.dialects.ga import from_ga, to_ga
+from tokenbroker.families.realtime.drift import revert, violations
+from tokenbroker.families.realtime.enforce import enforce
+from tokenbroker.families.realtime.enforce_ga import enforce_ga
 from tokenbroker.policy.model import Policy
 from tokenbroker.policy.parse import parse_policy_text
-from tokenbroker.upstream.dialects.ga import from_ga, to_ga
 
-POLICY_SET = parse_policy_text((POLICIES / "ga.yaml").read_text())
+POLICY_SET = parse_policy_text((POLICIES / "ga.yaml").read_text(), vocabulary("openai"))
 WATCHED = parse_policy_text((POLICIES / "calls.yaml").read_text(), vocabulary("openai")).policies[
     "watched"
 ]

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from tokenbroker.errors import InvalidRequest, PermissionDenied
-from tokenbroker.policy.enforce import enforce
+from tokenbroker.families import vocabulary
+from tokenbroker.families.realtime.enforce import enforce
 from tokenbroker.policy.model import PolicySet
 from tokenbroker.policy.parse import parse_policy_text
 
@@ -17,7 +18,7 @@ EXAMPLE = Path(__file__).parent / "policies" / "example.yaml"
 
 @pytest.fixture(scope="module")
 def policies() -> PolicySet:
-    return parse_policy_text(EXAMPLE.read_text())
+    return parse_policy_text(EXAMPLE.read_text(), vocabulary("openai"))
 
 
 DEFAULTS = {
@@ -187,7 +188,7 @@ LOOKUP = {
 
 @pytest.fixture(scope="module")
 def field_policies() -> PolicySet:
-    return parse_policy_text(FIELDS.read_text())
+    return parse_policy_text(FIELDS.read_text(), vocabulary("openai"))
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from tokenbroker.errors import PermissionDenied
-from tokenbroker.policy.enforce_ga import enforce_ga
+from tokenbroker.families import vocabulary
+from tokenbroker.families.realtime.enforce_ga import enforce_ga
 from tokenbroker.policy.model import PolicySet
 from tokenbroker.policy.parse import parse_policy_text
 
@@ -34,7 +35,7 @@ policies:
 
 @pytest.fixture(scope="module")
 def policies() -> PolicySet:
-    return parse_policy_text(POLICIES)
+    return parse_policy_text(POLICIES, vocabulary("openai"))
 
 
 @pytest.mark.parametrize(
@@ -127,5 +128,5 @@ def test_policy_file_errors(yaml_policy: str, error: str) -> None:
 
     text = f"default_policy: p\npolicies:\n  p:\n    models: [m]\n    {yaml_policy}\n"
     with pytest.raises(PolicyError) as caught:
-        parse_policy_text(text)
+        parse_policy_text(text, vocabulary("openai"))
     assert caught.value.errors == [f"policies.p.{error}"]

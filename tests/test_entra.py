@@ -8,8 +8,8 @@ import json
 from dataclasses import dataclass
 
 from conftest import API_KEY, FakeUpstream
+from tokenbroker.families.realtime.dialects import AZURE
 from tokenbroker.upstream.client import Connection, Upstream
-from tokenbroker.upstream.dialects import AZURE
 from tokenbroker.upstream.entra import SCOPE, EntraToken
 
 
@@ -53,9 +53,10 @@ async def test_tokens_are_kept_until_near_expiry() -> None:
 async def test_the_upstream_call_carries_the_token(upstream: FakeUpstream) -> None:
     """Against the fake's Azure endpoint: Authorization: Bearer <token>, no api-key."""
     base = upstream.url.removesuffix("/v1") + "/openai/v1"
-    client = Upstream(Connection(1), base, None, dialect=AZURE, token=EntraToken(Credential()))
+    client = Upstream(Connection(1), base, None, key_header=AZURE.key_header,
+                      token=EntraToken(Credential()))  # fmt: skip
     try:
-        minted = await client.create_session({"session": {"type": "realtime"}})
+        minted = await client.post(AZURE.path, {"session": {"type": "realtime"}}, AZURE.parse)
     finally:
         await client.close()
     assert minted.value.startswith("ek_")

@@ -210,13 +210,16 @@ def test_bad_input_is_a_400_never_a_500(
 def test_policy_file_for_every_dialect() -> None:
     """The GA policy file is valid for GA dialects; for the beta dialect its GA model names
     are errors by path."""
+    from tokenbroker.families import vocabulary
+    from tokenbroker.families.realtime.rules import rules_of
     from tokenbroker.policy.model import PolicyError
     from tokenbroker.policy.parse import parse_policy_text
-    from tokenbroker.policy.vocabulary import VOCABULARIES
 
     text = Path(POLICIES / "ga.yaml").read_text()
     for dialect in ("openai", "azure"):
-        assert parse_policy_text(text, VOCABULARIES[dialect]).policies["ga"].speed is not None
+        assert (
+            rules_of(parse_policy_text(text, vocabulary(dialect)).policies["ga"]).speed is not None
+        )
     with pytest.raises(PolicyError) as caught:
-        parse_policy_text(text, VOCABULARIES["openai-beta"])
+        parse_policy_text(text, vocabulary("openai-beta"))
     assert caught.value.errors[0].startswith("policies.ga.models[0]: unknown model 'gpt-realtime'")

@@ -7,11 +7,14 @@ from pathlib import Path
 import pytest
 
 from tokenbroker.families import vocabulary
+from tokenbroker.families.realtime.rules import rules_of
 from tokenbroker.policy.model import PolicyError
 from tokenbroker.policy.parse import parse_policy_text
 
 ROOT = Path(__file__).parent.parent
 INVALID = sorted((Path(__file__).parent / "policies" / "invalid").glob("*.yaml"))
+
+OPENAI = vocabulary("openai")
 
 
 def expected_errors(path: Path) -> list[str]:
@@ -23,15 +26,15 @@ def expected_errors(path: Path) -> list[str]:
 
 def test_shipped_example_is_valid() -> None:
     """config/policies.yaml, whatever an operator made of it, is a valid policy document."""
-    assert parse_policy_text((ROOT / "config" / "policies.yaml").read_text()).policies
+    assert parse_policy_text((ROOT / "config" / "policies.yaml").read_text(), OPENAI).policies
 
 
 def test_example_policy_file_is_valid() -> None:
     """The example (the tests' copy) parses, with extends resolved."""
-    policies = parse_policy_text((ROOT / "tests" / "policies" / "example.yaml").read_text())
+    policies = parse_policy_text((ROOT / "tests" / "policies" / "example.yaml").read_text(), OPENAI)
     assert set(policies.policies) == {"standard", "premium", "suspended"}
     premium = policies.policies["premium"]
-    assert premium.voices == ("alloy", "ash")  # inherited
+    assert rules_of(premium).voices == ("alloy", "ash")  # inherited
     assert [r.limit for r in premium.limits] == [30]  # overridden
     assert policies.users == {"user-42": "premium"}
 
@@ -49,7 +52,7 @@ def test_invalid_document_names_every_error(path: Path) -> None:
 def test_not_yaml() -> None:
     """A file that is not YAML is refused with a YAML error."""
     with pytest.raises(PolicyError) as caught:
-        parse_policy_text("policies: [unclosed")
+        parse_policy_text("policies: [unclosed", OPENAI)
     assert caught.value.errors[0].startswith("(yaml):")
 
 
@@ -58,6 +61,6 @@ def test_audio_formats_by_either_name() -> None:
     both mean the same format, which each dialect writes in its own shape."""
     text = "default_policy: p\npolicies:\n  p:\n    models: [m]\n"
     text += "    input_audio_formats: [audio/pcmu, pcm16]\n    output_audio_formats: [audio/pcma]\n"
-    policy = parse_policy_text(text).policies["p"]
+    policy = rules_of(parse_policy_text(text, OPENAI).policies["p"])
     assert policy.input_audio_formats == ("g711_ulaw", "pcm16")
     assert policy.output_audio_formats == ("g711_alaw",)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tokenbroker.errors import InvalidRequest
-from tokenbroker.policy.ga_request import validate_client_secret_request
-from tokenbroker.policy.session import validate_session
+from tokenbroker.families.realtime.request_ga import validate_client_secret_request
+from tokenbroker.families.realtime.session import validate_session
 
 
 @pytest.mark.parametrize(

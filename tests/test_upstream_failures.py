@@ -10,9 +10,9 @@ import time
 
 import pytest
 
+from tokenbroker.families.realtime.dialects import BETA, OPENAI
 from tokenbroker.infra import fast_json
 from tokenbroker.upstream.client import Connection, Upstream, UpstreamPolicy
-from tokenbroker.upstream.dialects import BETA, OPENAI
 from tokenbroker.upstream.failures import Failure, Kind, Minted, UpstreamError
 from tokenbroker.upstream.retry import RetryPolicy, with_retries
 
@@ -140,7 +140,7 @@ async def test_an_upstream_that_never_accepts() -> None:
             )  # fmt: skip
             try:
                 with pytest.raises(UpstreamError) as raised:
-                    await upstream.create_session({})
+                    await upstream.post("/realtime/client_secrets", {}, OPENAI.parse)
             finally:
                 await upstream.close()
             outcomes.append((raised.value.failure.kind, len(retries)))

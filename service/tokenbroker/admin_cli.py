@@ -19,7 +19,7 @@ from tokenbroker.families import vocabulary as family_vocabulary
 from tokenbroker.limits.rules import parse_duration
 from tokenbroker.policy.model import PolicyError, PolicySet
 from tokenbroker.policy.parse import parse_policy_text
-from tokenbroker.policy.vocabulary import Vocabulary, reference_notes
+from tokenbroker.policy.vocabulary import Vocabulary
 
 
 def settings_from_args(args: argparse.Namespace, *, require_secrets: bool = True) -> Settings:
@@ -56,6 +56,7 @@ def _print_notes(notes: Iterable[str]) -> None:
 
 async def _operate(args: argparse.Namespace) -> None:
     from tokenbroker.families.live.sideband import LiveSideband
+    from tokenbroker.families.realtime.upstream import CallsUpstream
     from tokenbroker.flow.operations import Operations
     from tokenbroker.infra.audit import RedisAudit
     from tokenbroker.infra.metrics import Metrics
@@ -64,7 +65,6 @@ async def _operate(args: argparse.Namespace) -> None:
     from tokenbroker.limits.redis import RedisLimiter
     from tokenbroker.policy.store import RedisPolicyStore
     from tokenbroker.registry.registry import Registry
-    from tokenbroker.upstream.calls import CallsUpstream
     from tokenbroker.wiring import open_upstream
 
     base = settings_from_args(args, require_secrets=False)
@@ -157,7 +157,7 @@ def cmd_policy(args: argparse.Namespace) -> None:
     if args.policy_command == "validate":
         vocabulary = family_vocabulary(args.dialect)
         _, document = _read_policy_file(args.file, vocabulary)
-        _print_notes(reference_notes(document.policies.values(), vocabulary))
+        _print_notes(vocabulary.notes(document.policies.values()))
         print(f"{args.file}: valid for dialect {args.dialect}")
     else:
         asyncio.run(_operate(args))

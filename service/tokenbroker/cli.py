@@ -70,6 +70,7 @@ def _dev_policy(policies: Path, sub: str) -> tuple[str, dict[str, str]]:
     """What the policy of the printed token's user allows, in a sentence a person reads at
     start, and a request body it accepts (one of its voices) for the printed curl."""
     from tokenbroker.families import vocabulary as family_vocabulary
+    from tokenbroker.families.realtime.rules import rules_of
     from tokenbroker.policy.parse import parse_policy_text
 
     policy = parse_policy_text(policies.read_text(), family_vocabulary("openai")).select(sub, {})
@@ -82,7 +83,8 @@ def _dev_policy(policies: Path, sub: str) -> tuple[str, dict[str, str]]:
     gpt_live = policy.sections.get("live")
     if gpt_live is not None:
         parts.append(f"GPT-Live models {', '.join(gpt_live.models)}")
-    voice = policy.voices[0] if policy.voices else "alloy"
+    voices = rules_of(policy).voices
+    voice = voices[0] if voices else "alloy"
     return f"policy {policy.name!r} ({policies}): " + "; ".join(parts), {"voice": voice}
 
 

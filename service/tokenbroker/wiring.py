@@ -24,10 +24,14 @@ from tokenbroker.families.live.flow import LiveSessions, safety_key
 from tokenbroker.families.live.sideband import LiveSideband
 from tokenbroker.families.live.upstream import LiveUpstream
 from tokenbroker.families.live.watch import watch_session
-from tokenbroker.flow.calls import CallFlow
+from tokenbroker.families.realtime.calls import CallFlow
+from tokenbroker.families.realtime.dialects import DIALECTS
+from tokenbroker.families.realtime.mint import RealtimeMint
+from tokenbroker.families.realtime.upstream import CallsUpstream
+from tokenbroker.families.realtime.watch import watch_call
 from tokenbroker.flow.mint import Broker
 from tokenbroker.flow.operations import Operations
-from tokenbroker.flow.runtime import Runtime, SessionFamily
+from tokenbroker.flow.runtime import MintFlow, Runtime, SessionFamily
 from tokenbroker.flow.watched import LiveCalls
 from tokenbroker.infra.audit import AuditTrail, RedisAudit
 from tokenbroker.infra.breaker import CircuitBreaker
@@ -41,9 +45,7 @@ from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.store import RedisPolicyStore
 from tokenbroker.registry.notices import RedisNotices, SpentNotices
 from tokenbroker.registry.registry import CallRegistry, Registry
-from tokenbroker.upstream.calls import CallsUpstream
 from tokenbroker.upstream.client import Connection, Upstream, UpstreamPolicy
-from tokenbroker.upstream.dialects import DIALECTS
 from tokenbroker.upstream.entra import EntraToken, default_credential
 
 log = logging.getLogger("tokenbroker")
@@ -74,7 +76,7 @@ async def open_upstream(
         policy,
         settings.upstream.headers,
         metrics.upstream_retries.inc,
-        dialect=DIALECTS[settings.upstream.dialect],
+        key_header=DIALECTS[settings.upstream.dialect].key_header,
         token=EntraToken(default_credential()) if entra else None,
     )
     try:
@@ -114,9 +116,15 @@ async def live_runtime(
     Closes the sidebands' connection pool after the runtime has stopped."""
     broker.ledger = ledger
     calls_up = CallsUpstream(broker.upstream)
-    live = LiveCalls(replica_name(), registry, ledger, calls_up, broker.policies,
-                     settings.calls, metrics, audit, notices)  # fmt: skip
+    live = LiveCalls(replica_name(), registry, ledger, broker.policies, settings.calls, metrics,
+                     audit, notices)  # fmt: skip
     ops = operations(registry=registry, ledger=ledger, end_call=live.end)
+    # the Realtime API: client secrets on two paths, calls watched through their sidebands
+    realtime = RealtimeMint(broker, DIALECTS[settings.upstream.dialect])
+    mints: dict[str, MintFlow] = {"/v1/realtime/sessions": realtime.mint,
+             "/v1/realtime/client_secrets": realtime.mint_client_secret}  # fmt: skip
+    live.add_family("realtime", partial(watch_call, upstream=calls_up), calls_up.hangup)
+    # GPT-Live: sessions created as the trusted backend, watched through their sidebands
     sideband = LiveSideband(broker.upstream)
     families: dict[str, SessionFamily] = {}
     if settings.upstream.dialect != "openai-beta":  # the beta API has no GPT-Live
@@ -127,7 +135,8 @@ async def live_runtime(
         families["live"] = LiveSessions(broker, live, LiveUpstream(broker.upstream), sideband,
                                         settings.live.mcp_secrets, key)  # fmt: skip
     try:
-        yield Runtime(broker, settings, ops, audit, ping, calls=CallFlow(broker, live), live=live,
+        yield Runtime(broker, settings, ops, audit, ping, mints=mints,
+                      calls=CallFlow(broker, live, calls_up), live=live,
                       families=families)  # fmt: skip
     finally:
         await calls_up.close()

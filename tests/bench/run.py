@@ -45,9 +45,9 @@ GA_BODY = '{"session":{"type":"realtime","audio":{"output":{"voice":"ash"}}}}'
 
 def validator_cost() -> dict[str, float]:
     """In-process µs per request body checked against the schema data (seed and GA)."""
+    from tokenbroker.families.realtime.request_ga import validate_client_secret_request
+    from tokenbroker.families.realtime.session import validate_session
     from tokenbroker.infra.strict_json import parse_body
-    from tokenbroker.policy.ga_request import validate_client_secret_request
-    from tokenbroker.policy.session import validate_session
 
     seed, ga = parse_body(b'{"voice":"ash"}'), parse_body(GA_BODY.encode())
     rounds = 20_000

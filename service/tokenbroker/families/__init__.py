@@ -1,24 +1,24 @@
-"""API families: each a folder holding one upstream API's vocabulary (its policy section
-and how it is parsed), its enforcement (pure), its upstream shapes per dialect and its
-orchestration, over the shared core (identity, limits, budgets, the registry, the edge).
+"""API families: each a folder holding one upstream API's vocabulary (its section of a
+policy and how it is parsed), its enforcement (pure), its upstream shapes per dialect, its
+events and its flows, over the shared core (identity, limits, budgets, the registry, the
+watcher lifecycle, the edge).
 
-GPT-Live is ``families/live``. A family never imports another (an import contract says
-so); the core knows a family only through the policy sections it registers here and the
-routes the HTTP layer gives it. The Realtime API's code predates this layout and still
-lives in the core's folders (``policy/``, ``flow/``, ``upstream/``).
+- ``families/realtime``: the Realtime API (client secrets, live calls);
+- ``families/live``: GPT-Live (sessions the broker creates as the trusted backend).
+
+A family never imports another (an import contract says so); the core knows a family
+only through what it registers: its policy section here, its watch factory and ender
+with the live calls, its flows with the runtime (wiring.py). A third family is one more
+folder and one more line here and in wiring.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from tokenbroker.families.live.policy import parse_live
-from tokenbroker.policy.primitives import Parser
-from tokenbroker.policy.vocabulary import VOCABULARIES, Vocabulary
-
-SECTIONS: dict[str, Parser] = {"live": parse_live}  # policy key -> its family's parser
+from tokenbroker.families.live.policy import SECTION as LIVE
+from tokenbroker.families.realtime.vocabulary import section as realtime
+from tokenbroker.policy.vocabulary import Vocabulary
 
 
 def vocabulary(dialect: str) -> Vocabulary:
-    """The dialect's policy vocabulary with every family's section."""
-    return replace(VOCABULARIES[dialect], sections=SECTIONS)
+    """The dialect's policy vocabulary: every family's section."""
+    return Vocabulary(dialect, (realtime(dialect), LIVE))

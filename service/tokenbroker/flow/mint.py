@@ -1,4 +1,5 @@
-"""The mint flow, in one direction: auth → policy → limiter → upstream → reply.
+"""The steps every API family's flow takes, in one direction: auth → policy → budgets →
+limiter → the family's upstream call → reply (each family's flow: tokenbroker.families).
 
 Each step is a plain call on a dependency held by :class:`Broker`; HTTP stays in
 ``http/``. The flow records what it learns on the request's :class:`RequestContext`
@@ -19,20 +20,14 @@ from tokenbroker.errors import BrokerError, PermissionDenied, RateLimited, Unava
 from tokenbroker.flow.context import RequestContext
 from tokenbroker.infra.metrics import Metrics
 from tokenbroker.infra.redis import STORE_ERRORS
-from tokenbroker.infra.strict_json import parse_body
 from tokenbroker.limits.gcra import Limiter
 from tokenbroker.limits.headers import rate_limit_headers
 from tokenbroker.limits.ledger import UsageLedger, retry_after
 from tokenbroker.limits.rules import LimitRule
 from tokenbroker.policy.cache import PolicyCache
-from tokenbroker.policy.enforce import Enforced, enforce
-from tokenbroker.policy.enforce_ga import enforce_ga
-from tokenbroker.policy.ga_request import validate_client_secret_request
 from tokenbroker.policy.model import Policy
-from tokenbroker.policy.session import validate_session
 from tokenbroker.upstream.client import Upstream
-from tokenbroker.upstream.dialects.ga import from_ga, ga_path
-from tokenbroker.upstream.failures import Minted, UpstreamError
+from tokenbroker.upstream.failures import UpstreamError
 
 T = TypeVar("T")
 
@@ -41,20 +36,6 @@ def policy_adjusted(names: Iterable[str], paths: Callable[[str], str] | None = N
     """The Policy-Adjusted header: each field once (clamped and then not sent is one
     field), named as the request has it (``paths``: GA requests)."""
     return ", ".join(dict.fromkeys(map(paths, names) if paths else names))
-
-
-def enforce_ga_session(policy: Policy, seed: dict[str, Any]) -> Enforced:
-    """:func:`enforce` on the seed fields of a GA-shaped session (the GA endpoint, live
-    calls), a refusal naming the field by the request's own path
-    (``session.audio.output.voice``, not ``voice``)."""
-    try:
-        return enforce(policy, seed)
-    except BrokerError as exc:
-        if exc.param:
-            path = ga_path(exc.param)
-            exc.message = exc.message.replace(f"'{exc.param}'", f"'{path}'")
-            exc.param = path
-        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,50 +52,6 @@ class Broker:
     upstream: Upstream
     metrics: Metrics
     ledger: UsageLedger | None = None  # usage budgets (live calls); None: budgets not kept
-
-    async def mint(
-        self, authorization: Sequence[str], body: bytes, log: RequestContext
-    ) -> MintReply:
-        """The seed's endpoint: a session config in, ``{client_secret, model}`` out."""
-        user_id, claims = await self.identify(authorization, log)
-        request = validate_session(parse_body(body))
-        policy, global_limits = self.policy(user_id, claims, log)
-        await self.admit(user_id, policy, call=False)
-        enforced = enforce(policy, request)
-        minted, headers = await self._mint(
-            user_id, policy, global_limits, enforced.session, {}, enforced.adjusted, log
-        )
-        return MintReply(
-            {
-                "client_secret": {"value": minted.value, "expires_at": minted.expires_at},
-                "model": enforced.session["model"],
-            },
-            headers,
-        )
-
-    async def mint_client_secret(
-        self, authorization: Sequence[str], body: bytes, log: RequestContext
-    ) -> MintReply:
-        """The GA endpoint: ``{expires_after, session}`` in, ``{value, expires_at, session:
-        {type, model}}`` out (never the instructions, tools, prompt or tracing)."""
-        user_id, claims = await self.identify(authorization, log)
-        request = validate_client_secret_request(parse_body(body))
-        seed, ga_only = from_ga(request.get("session") or {"type": "realtime"})
-        policy, global_limits = self.policy(user_id, claims, log)
-        await self.admit(user_id, policy, call=False)
-        enforced = enforce_ga_session(policy, seed)
-        ttl = (request.get("expires_after") or {}).get("seconds")
-        extra, clamped = enforce_ga(policy, ga_only, ttl)
-        minted, headers = await self._mint(
-            user_id, policy, global_limits, enforced.session, extra,
-            (*enforced.adjusted, *clamped), log, paths=ga_path,
-        )  # fmt: skip
-        session = {"type": extra["type"]}
-        if extra["type"] == "realtime":
-            session["model"] = enforced.session["model"]
-        return MintReply(
-            {"value": minted.value, "expires_at": minted.expires_at, "session": session}, headers
-        )
 
     async def identify(
         self, authorization: Sequence[str], log: RequestContext
@@ -152,29 +89,6 @@ class Broker:
         if wait is not None:
             message = "Your usage budget is spent; retry after the Retry-After delay."
             raise RateLimited("budget_exhausted", message, headers={"Retry-After": str(wait)})
-
-    async def _mint(
-        self,
-        user_id: str,
-        policy: Policy,
-        global_limits: tuple[LimitRule, ...],
-        session: dict[str, Any],
-        ga_only: dict[str, Any],
-        adjusted: tuple[str, ...],
-        log: RequestContext,
-        paths: Callable[[str], str] | None = None,
-    ) -> tuple[Minted, dict[str, str]]:
-        """A client secret from the upstream, in its dialect; ``paths`` names the fields in
-        Policy-Adjusted as the request has them (GA requests)."""
-        log.model = session.get("model")
-        log.voice = session.get("voice")
-        request_body, dropped = self.upstream.dialect.shape(session, ga_only)
-        minted, headers = await self.charged(
-            user_id, policy, global_limits, lambda: self.upstream.create_session(request_body), log
-        )
-        if adjusted or dropped:  # clamped, or not sent: this dialect lacks it
-            headers["Policy-Adjusted"] = policy_adjusted((*adjusted, *dropped), paths)
-        return minted, headers
 
     async def charged(
         self,

@@ -21,7 +21,7 @@ from tokenbroker.limits.ledger import UsageLedger
 from tokenbroker.policy.model import PolicyError, PolicySet
 from tokenbroker.policy.parse import parse_policy_text
 from tokenbroker.policy.store import PolicyStore, PolicyVersion
-from tokenbroker.policy.vocabulary import GA, Vocabulary, reference_notes
+from tokenbroker.policy.vocabulary import Vocabulary
 from tokenbroker.registry.registry import CallRecord, CallRegistry
 
 
@@ -29,7 +29,7 @@ def _invalid(exc: PolicyError) -> InvalidRequest:
     return InvalidRequest("invalid_policy", "; ".join(exc.errors), param="policy")
 
 
-async def validate(text: str, vocabulary: Vocabulary = GA) -> PolicySet:
+async def validate(text: str, vocabulary: Vocabulary) -> PolicySet:
     """The document in ``text``, parsed in a worker thread: a large or hostile file must not
     hold the event loop (and every mint waiting on it) for its parse."""
     try:
@@ -42,7 +42,7 @@ async def validate(text: str, vocabulary: Vocabulary = GA) -> PolicySet:
 class Applied:
     diff: str
     version: int | None  # None for a dry run
-    notes: tuple[str, ...] = ()  # models the reference does not list (policy/vocabulary.py)
+    notes: tuple[str, ...] = ()  # what the families note (a model their reference lacks)
 
 
 class Operations:
@@ -51,13 +51,13 @@ class Operations:
         store: PolicyStore,
         limits: LimitState,
         audit: AuditTrail,
-        vocabulary: Vocabulary = GA,
+        vocabulary: Vocabulary,
         *,
         registry: CallRegistry | None = None,
         ledger: UsageLedger | None = None,
         end_call: Callable[[CallRecord, str], Awaitable[bool]] | None = None,
     ) -> None:
-        """``vocabulary``: the model and voice names of the broker's upstream dialect;
+        """``vocabulary``: what a policy may say for the broker's upstream dialect;
         ``registry``, ``ledger`` and ``end_call`` (mark and hang up): live calls."""
         self.store = store
         self.registry = registry
@@ -81,7 +81,7 @@ class Operations:
     async def apply(self, text: str, *, dry_run: bool = False, note: str = "") -> Applied:
         """Validate, diff against the live version, and (unless a dry run) apply."""
         document = await validate(text, self.vocabulary)
-        notes = tuple(reference_notes(document.policies.values(), self.vocabulary))
+        notes = tuple(self.vocabulary.notes(document.policies.values()))
         live, _ = await self.live()
         before = live.text if live else ""
         name = f"live (version {live.version})" if live else "live (none)"

@@ -1,4 +1,5 @@
-"""What a request needs at run time: the broker, live calls, the operator actions, readiness."""
+"""What a request needs at run time: the broker, each API family's flows (as the HTTP
+layer sees them), live calls, the operator actions, readiness."""
 
 from __future__ import annotations
 
@@ -8,12 +9,28 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tokenbroker.config.settings import Settings
-from tokenbroker.flow.calls import CallFlow
+from tokenbroker.flow.calls import CallReply
 from tokenbroker.flow.context import RequestContext
-from tokenbroker.flow.mint import Broker
+from tokenbroker.flow.mint import Broker, MintReply
 from tokenbroker.flow.operations import Operations
 from tokenbroker.flow.watched import LiveCalls
 from tokenbroker.infra.audit import AuditTrail
+
+MintFlow = Callable[[Sequence[str], bytes, RequestContext], Awaitable[MintReply]]
+
+
+class CallFamily(Protocol):
+    """An API family's WebRTC calls on the calls endpoints (the Realtime API's)."""
+
+    async def create(
+        self, authorization: Sequence[str], sdp: Any, session: Any, log: RequestContext
+    ) -> CallReply: ...
+    async def info(
+        self, authorization: Sequence[str], call_id: str, log: RequestContext
+    ) -> dict[str, Any]: ...
+    async def hang_up(
+        self, authorization: Sequence[str], call_id: str, log: RequestContext
+    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +61,8 @@ class Runtime:
     operations: Operations
     audit: AuditTrail
     store_ping: Callable[[], Awaitable[bool]] | None = None
-    calls: CallFlow | None = None  # live calls (needs the Redis store)
+    mints: dict[str, MintFlow] = field(default_factory=dict)  # by path: client secrets
+    calls: CallFamily | None = None  # the calls endpoints (Realtime's)
     live: LiveCalls | None = None
     families: dict[str, SessionFamily] = field(default_factory=dict)  # "live": GPT-Live
     tasks: list[asyncio.Task[None]] = field(default_factory=list)

@@ -1,5 +1,5 @@
 """What a watched call is to this replica's calls (flow/watched.py), whatever its API
-family: the Realtime watcher (flow/watcher.py) and each family's (tokenbroker.families)."""
+family: each family's watcher (tokenbroker.families), most over flow/watcher.py."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 
 class Watch(Protocol):
-    """One watched call or session, whatever its API family (flow/watcher.py for Realtime
-    calls; each family in tokenbroker.families has its own)."""
+    """One watched call or session, whatever its API family (each family in
+    tokenbroker.families has its own)."""
 
     record: CallRecord
     tally: Tally

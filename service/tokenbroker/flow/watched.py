@@ -28,7 +28,6 @@ from typing import Any
 from tokenbroker.config.settings import CallsSettings
 from tokenbroker.flow.context import hash_user
 from tokenbroker.flow.watch import Ender, Watch, WatchFactory
-from tokenbroker.flow.watcher import CallWatch
 from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.metrics import Metrics
 from tokenbroker.infra.redis import STORE_ERRORS
@@ -37,7 +36,6 @@ from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.model import Policy
 from tokenbroker.registry.notices import LocalNotices, SpentNotices, user_tag
 from tokenbroker.registry.registry import CallRecord, CallRegistry
-from tokenbroker.upstream.calls import CallsUpstream
 
 log = logging.getLogger("tokenbroker.calls")
 
@@ -48,7 +46,6 @@ class LiveCalls:
         replica: str,
         registry: CallRegistry,
         ledger: UsageLedger,
-        upstream: CallsUpstream,
         policies: PolicyCache,
         settings: CallsSettings,
         metrics: Metrics,
@@ -58,7 +55,6 @@ class LiveCalls:
         self.replica = replica
         self.registry = registry
         self.ledger = ledger
-        self.upstream = upstream
         self.metrics = metrics
         self._policies = policies
         self._settings = settings
@@ -67,16 +63,14 @@ class LiveCalls:
         self._prices = {model: price.model_dump() for model, price in settings.prices.items()}
         self._watches: dict[str, asyncio.Task[None]] = {}
         self._watchers: dict[str, Watch] = {}  # the same calls' watchers
-        # per API family: how its calls are watched and ended (Realtime's built in)
-        self._factories: dict[str, WatchFactory] = {"realtime": CallWatch}
-        self._enders: dict[str, Ender] = {"realtime": upstream.hangup}
+        # per API family (tokenbroker.families): how its calls are watched and ended
+        self._factories: dict[str, WatchFactory] = {}
+        self._enders: dict[str, Ender] = {}
         self._notices = notices or LocalNotices()
         self._ending: dict[str, float] = {}  # user -> until when their calls are being ended
         self._held: dict[str, float] = {}  # call id -> until when (monotonic) it is ours
         self._loose: set[asyncio.Task[Any]] = set()
         self._closing = False  # handing over: adopt nothing more, not even its own calls
-        for api in ("realtime", "live"):
-            metrics.live_calls.labels(api).set_function(partial(self._count, api))
 
     def _count(self, api: str) -> int:
         return sum(watch.record.api == api for watch in self._watchers.values())
@@ -103,13 +97,13 @@ class LiveCalls:
     def add_family(self, api: str, factory: WatchFactory, ender: Ender) -> None:
         """Watch and end the calls of the API family ``api`` (tokenbroker.families)."""
         self._factories[api], self._enders[api] = factory, ender
+        self.metrics.live_calls.labels(api).set_function(partial(self._count, api))
 
     def watch(self, record: CallRecord, asked: float) -> None:
         """Watch ``record``, whose lease was asked for at ``asked`` (``time.monotonic()``
         taken before the registry call that granted it)."""
         self._held[record.call_id] = self._hold_from(asked)
-        factory = self._factories.get(record.api, CallWatch)
-        watch = factory(record, self)
+        watch = self._factories[record.api](record, self)
         self._watchers[record.call_id] = watch
         self._watches[record.call_id] = asyncio.ensure_future(watch.run())
 
@@ -185,8 +179,11 @@ class LiveCalls:
         if self._closing:  # the hand-over began while the claim was in flight
             await self.registry.handover(self.replica, [r.call_id for r in claimed])
             return
+        foreign = [r.call_id for r in claimed if r.api not in self._factories]
+        if foreign:  # of an API family this replica does not serve: for another to adopt
+            await self.registry.handover(self.replica, foreign)
         for record in claimed:
-            if record.call_id in self._watches:
+            if record.call_id in self._watches or record.api not in self._factories:
                 continue
             self.metrics.call_adoptions.labels(record.api).inc()
             fields = {"call": record.call_id, "user": hash_user(record.user_id),
@@ -225,7 +222,7 @@ class LiveCalls:
         """Record why the call ends, then ask its family's upstream to end it."""
         if not await self.registry.mark(record.call_id, reason):
             return False
-        return await self._enders.get(record.api, self.upstream.hangup)(record.call_id)
+        return await self._enders[record.api](record.call_id)
 
     async def _end_id(self, call_id: str, reason: str) -> bool:
         record = await self.registry.get(call_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -22,7 +22,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tokenbroker.config.settings import Settings
 from tokenbroker.errors import BrokerError, MethodNotAllowed, NotFound, error_body, render
 from tokenbroker.flow.context import RequestContext
-from tokenbroker.flow.mint import Broker, MintReply
 from tokenbroker.flow.runtime import Runtime
 from tokenbroker.http.admin import admin_routes
 from tokenbroker.http.body import read_json_bytes
@@ -36,7 +35,6 @@ from tokenbroker.infra.loop_errors import QuietLoopErrors
 from tokenbroker.infra.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from tokenbroker.infra.metrics import Metrics
 
-MintFlow = Callable[[Sequence[str], bytes, RequestContext], Awaitable[MintReply]]
 RuntimeFactory = Callable[[Settings, Metrics], AbstractAsyncContextManager[Runtime]]
 LOOPBACK_ORIGIN = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 # What a browser may send: ours, and what the official JS SDKs add to every request (the
@@ -107,11 +105,11 @@ def _runtime(request: Request) -> Runtime:
 class MintRoute:
     """A mint endpoint as a plain ASGI app: the hot path skips Starlette's Request object
     and the per-route exception wrapper (its errors still reach the app's one handler,
-    which renders them): ~10 µs less CPU per mint (docs/performance.md). ``mint`` picks
-    the broker's flow for the route's request shape."""
+    which renders them): ~10 µs less CPU per mint (docs/performance.md). The API family
+    gives the flow for the route's ``path`` (``Runtime.mints``)."""
 
-    def __init__(self, mint: Callable[[Broker], MintFlow]) -> None:
-        self._mint = mint
+    def __init__(self, path: str) -> None:
+        self._path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime: Runtime = scope["app"].state.runtime
@@ -121,7 +119,10 @@ class MintRoute:
         body = await read_json_bytes(headers, receive, runtime.settings.http.max_body_bytes)
         authorization = [value.decode("latin-1") for name, value in headers
                          if name == b"authorization"]  # fmt: skip
-        reply = await self._mint(runtime.broker)(authorization, body, context)
+        mint = runtime.mints.get(self._path)
+        if mint is None:
+            raise NotFound("not_found", f"No such endpoint: {self._path}.")
+        reply = await mint(authorization, body, context)
         response = Response(
             fast_json.dumps(reply.body),
             200,
@@ -214,8 +215,8 @@ def create_app(
             yield
 
     hot: dict[str, ASGIApp] = {
-        "/v1/realtime/sessions": MintRoute(lambda b: b.mint),
-        "/v1/realtime/client_secrets": MintRoute(lambda b: b.mint_client_secret),
+        "/v1/realtime/sessions": MintRoute("/v1/realtime/sessions"),
+        "/v1/realtime/client_secrets": MintRoute("/v1/realtime/client_secrets"),
         "/v1/realtime/calls": CreateCallRoute(),
         "/v1/live/sessions": CreateLiveRoute(),
     }

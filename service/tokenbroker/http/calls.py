@@ -17,9 +17,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from tokenbroker.errors import InvalidRequest, NotFound, UnsupportedMediaType
-from tokenbroker.flow.calls import CallFlow
 from tokenbroker.flow.context import RequestContext
-from tokenbroker.flow.runtime import Runtime
+from tokenbroker.flow.runtime import CallFamily, Runtime
 from tokenbroker.http.body import RawHeaders, media_type, read_body
 from tokenbroker.infra import strict_json
 
@@ -27,7 +26,7 @@ PARTS = ("sdp", "session")
 CLIENT_JS = resources.files(__package__).joinpath("client.js").read_text()  # the browser client
 
 
-def _flow(runtime: Runtime) -> CallFlow:
+def _flow(runtime: Runtime) -> CallFamily:
     if runtime.calls is None:
         raise NotFound("not_found", "Live calls are not enabled on this broker.")
     return runtime.calls

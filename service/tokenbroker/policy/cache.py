@@ -16,7 +16,7 @@ from tokenbroker.infra.redis import STORE_ERRORS
 from tokenbroker.policy.model import Policy, PolicyError, PolicySet
 from tokenbroker.policy.parse import parse_policy_text
 from tokenbroker.policy.store import PolicyStore, digest
-from tokenbroker.policy.vocabulary import GA, Vocabulary
+from tokenbroker.policy.vocabulary import Vocabulary
 
 log = logging.getLogger("tokenbroker.policy")
 
@@ -28,7 +28,7 @@ class PolicyCache:
     stamp, so a lost message only delays a switch by one interval.
     """
 
-    def __init__(self, store: PolicyStore, interval: float, vocabulary: Vocabulary = GA) -> None:
+    def __init__(self, store: PolicyStore, interval: float, vocabulary: Vocabulary) -> None:
         self.store = store
         self.vocabulary = vocabulary
         self._interval = interval

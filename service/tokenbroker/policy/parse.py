@@ -11,12 +11,10 @@ from typing import Any
 
 from tokenbroker.limits.rules import LimitRule, parse_duration
 from tokenbroker.policy.document import load_policy_yaml
-from tokenbroker.policy.fields import POLICY_FIELDS
 from tokenbroker.policy.fields_calls import CALL_FIELDS
-from tokenbroker.policy.fields_ga import GA_FIELDS
 from tokenbroker.policy.model import Policy, PolicyError, PolicySet
 from tokenbroker.policy.primitives import Errors, Parser, mapping
-from tokenbroker.policy.vocabulary import GA, Vocabulary
+from tokenbroker.policy.vocabulary import Vocabulary
 
 
 def parse_limits(raw: Any, path: str, errors: Errors) -> tuple[LimitRule, ...]:
@@ -46,10 +44,16 @@ def parse_limits(raw: Any, path: str, errors: Errors) -> tuple[LimitRule, ...]:
     return tuple(rules)
 
 
-# A policy's fields: those of fields.py, fields_ga.py and fields_calls.py, and its limits.
-FIELDS: dict[str, Parser] = {
-    **POLICY_FIELDS, **GA_FIELDS, **CALL_FIELDS, "limits": parse_limits
-}  # fmt: skip
+def _bool(raw: Any, path: str, errors: Errors) -> bool:
+    if not isinstance(raw, bool):
+        errors.append(f"{path}: must be true or false")
+        return False
+    return raw
+
+
+# The core's fields of a policy (fields_calls.py, limits, disabled); the API families'
+# sections add theirs (the vocabulary).
+FIELDS: dict[str, Parser] = {**CALL_FIELDS, "limits": parse_limits, "disabled": _bool}
 TOP_LEVEL = ("default_policy", "policy_claim", "global_limits", "policies", "users")
 
 
@@ -79,20 +83,7 @@ def _resolve(
     return fields
 
 
-def _names(own: Mapping[str, dict[str, Any]], vocabulary: Vocabulary, errors: Errors) -> None:
-    """Model and voice names the dialect does not have, by path."""
-    for name, fields in own.items():
-        for key, what, known in (("models", "model", vocabulary.models),
-                                 ("voices", "voice", vocabulary.voices)):  # fmt: skip
-            for i, value in enumerate(fields.get(key) or ()):
-                if known is not None and value not in known:
-                    errors.append(
-                        f"policies.{name}.{key}[{i}]: unknown {what} {value!r} for dialect "
-                        f"{vocabulary.dialect} (one of: {', '.join(known)})"
-                    )
-
-
-def parse_policy_set(document: Any, vocabulary: Vocabulary = GA) -> PolicySet:
+def parse_policy_set(document: Any, vocabulary: Vocabulary) -> PolicySet:
     """Validate a whole policy document for the upstream ``vocabulary``; raise PolicyError
     naming every problem."""
     errors: Errors = []
@@ -102,7 +93,9 @@ def parse_policy_set(document: Any, vocabulary: Vocabulary = GA) -> PolicySet:
         errors.append("policies: must be a non-empty mapping of name to policy")
         raise PolicyError(errors)
 
-    fields_of = {**FIELDS, **vocabulary.sections}
+    fields_of = {**FIELDS}
+    for section in vocabulary.sections:
+        fields_of.update(section.fields)
     own: dict[str, dict[str, Any]] = {}
     for name, raw in raw_policies.items():
         path = f"policies.{name}"
@@ -112,7 +105,6 @@ def parse_policy_set(document: Any, vocabulary: Vocabulary = GA) -> PolicySet:
             for key, value in raw.items()
             if key in fields_of
         }
-    _names(own, vocabulary, errors)
 
     policies: dict[str, Policy] = {}
     resolved: dict[str, dict[str, Any]] = {}
@@ -122,9 +114,16 @@ def parse_policy_set(document: Any, vocabulary: Vocabulary = GA) -> PolicySet:
             for k, v in _resolve(name, raw_policies, own, resolved, (), errors).items()
             if v is not None
         }
-        if not fields.get("disabled") and "models" not in fields:
-            errors.append(f"policies.{name}.models: is required (directly or through extends)")
-        sections = {key: fields.pop(key) for key in vocabulary.sections if key in fields}
+        disabled = bool(fields.get("disabled"))
+        sections = {
+            section.name: section.build(
+                f"policies.{name}",
+                {key: fields.pop(key) for key in section.fields if key in fields},
+                disabled,
+                errors,
+            )
+            for section in vocabulary.sections
+        }
         policies[name] = Policy(name=str(name), **fields, sections=sections)
 
     default = doc.get("default_policy")
@@ -155,6 +154,6 @@ def parse_policy_set(document: Any, vocabulary: Vocabulary = GA) -> PolicySet:
     )
 
 
-def parse_policy_text(text: str, vocabulary: Vocabulary = GA) -> PolicySet:
+def parse_policy_text(text: str, vocabulary: Vocabulary) -> PolicySet:
     """Parse YAML text and validate it; PolicyError on any problem."""
     return parse_policy_set(load_policy_yaml(text), vocabulary)

@@ -1,8 +1,9 @@
-"""The upstream call: the dialect's mint endpoint, with the real API key.
+"""The upstream call: a JSON ``POST`` to one of the upstream's endpoints, with the real
+API key; what is posted where and how a reply reads is the API family's (its dialect).
 
 One total deadline covers the whole call, retries included (:mod:`.retry`). A circuit
 breaker answers at once while the upstream keeps failing and lets one probe through every
-``breaker_reset`` seconds. Each attempt ends in a :class:`Minted` or a typed
+``breaker_reset`` seconds. Each attempt ends in what the reply gives or a typed
 :class:`Failure` (:mod:`.failures`), which decides retries, the breaker, the refund and
 the client's error; only the secret and its session's facts leave this module.
 """
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import ConnectTimeoutError, RequestError
@@ -21,10 +22,11 @@ from pyreqwest.proxy import ProxyBuilder
 
 from tokenbroker.infra import fast_json
 from tokenbroker.infra.breaker import CircuitBreaker
-from tokenbroker.upstream.dialects import OPENAI, Dialect
 from tokenbroker.upstream.entra import EntraToken
-from tokenbroker.upstream.failures import Failure, Kind, Minted, UpstreamError
+from tokenbroker.upstream.failures import Failure, Kind, UpstreamError
 from tokenbroker.upstream.retry import RetryPolicy, with_retries
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,19 +56,19 @@ class Upstream:
         policy: UpstreamPolicy | None = None,
         extra_headers: Mapping[str, str] | None = None,
         on_retry: Callable[[], None] = lambda: None,
-        dialect: Dialect = OPENAI,
+        key_header: str = "Authorization",
         token: EntraToken | None = None,
     ) -> None:
         """Makes its client from ``connection`` (close it with :meth:`close`).
+        ``key_header``: ``Authorization`` (a bearer key) or ``api-key`` (Azure's);
         ``token``: bearer tokens instead of the key (Azure with Entra ID)."""
-        self.dialect = dialect
         self._token = token
         self.connection = connection
         self.client = make_client(connection)
         self.base_url = upstream_url.rstrip("/")
-        self._url = f"{self.base_url}{dialect.path}"
-        key_header = dialect.auth(api_key) if token is None else {}
-        self._headers = {**key_header, **(extra_headers or {})}
+        bearer = key_header == "Authorization"
+        key = {key_header: f"Bearer {api_key or ''}" if bearer else api_key or ""}
+        self._headers = {**(key if token is None else {}), **(extra_headers or {})}
         self._policy = policy or UpstreamPolicy()
         self._retry = RetryPolicy(self._policy.retries, self._policy.backoff)
         self.breaker = CircuitBreaker(self._policy.breaker_threshold, self._policy.breaker_reset)
@@ -85,18 +87,22 @@ class Upstream:
     def deadline(self) -> float:
         return self._policy.deadline
 
-    async def create_session(self, config: dict[str, Any]) -> Minted:
-        """The minted secret for a request body in the dialect's shape, or
-        :class:`UpstreamError` carrying the typed failure."""
+    async def post(
+        self, path: str, config: dict[str, Any], read: Callable[[bytes], T | Failure]
+    ) -> T:
+        """What ``read`` makes of the 200 reply to ``config`` posted at ``path`` (retried
+        within the deadline), or :class:`UpstreamError` carrying the typed failure."""
         if not self.breaker.allow():
             failure = Failure(Kind.OPEN_CIRCUIT)
             raise UpstreamError(failure, failure.error(self._policy.breaker_reset))
         body = fast_json.dumps(config)
         deadline = time.monotonic() + self._policy.deadline
-        result = await with_retries(
-            lambda: self._attempt(body, deadline), self._retry, deadline, self._on_retry
-        )
-        if isinstance(result, Minted):
+        url = f"{self.base_url}{path}"
+        result: T | Failure = await with_retries(
+            lambda: self._attempt(url, body, deadline, read), self._retry, deadline,
+            self._on_retry,
+        )  # fmt: skip
+        if not isinstance(result, Failure):
             self.breaker.success()
             return result
         if result.unhealthy:
@@ -105,13 +111,15 @@ class Upstream:
             self.breaker.success()  # it answered: alive, even if it said no
         raise UpstreamError(result, result.error())
 
-    async def _attempt(self, body: bytes, deadline: float) -> Minted | Failure:
+    async def _attempt(
+        self, url: str, body: bytes, deadline: float, read: Callable[[bytes], T | Failure]
+    ) -> T | Failure:
         # One timeout covers connecting, sending and reading the whole reply; it is set to
         # what is left of the mint's deadline (backoff pauses stop short of it).
         left = timedelta(seconds=max(deadline - time.monotonic(), 0.001))
         headers = await self.auth_headers()
         try:
-            request = self.client.post(self._url).headers(headers).body_bytes(body)
+            request = self.client.post(url).headers(headers).body_bytes(body)
             reply = await request.timeout(left).build().send()
             status, content = reply.status, await reply.bytes()
             retry_after = reply.get_header("retry-after")
@@ -123,7 +131,7 @@ class Upstream:
         except RequestError:  # refused, reset, malformed reply: worth a retry
             return Failure(Kind.UNREACHABLE)
         if status == 200:
-            return self.dialect.parse(content.to_bytes())
+            return read(content.to_bytes())
         return Failure(Kind.STATUS, status, retry_after)
 
 

@@ -11,8 +11,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from tokenbroker.upstream.failures import Failure, Minted
+from tokenbroker.upstream.failures import Failure
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,11 +25,11 @@ class RetryPolicy:
 
 
 async def with_retries(
-    attempt: Callable[[], Awaitable[Minted | Failure]],
+    attempt: Callable[[], Awaitable[T | Failure]],
     policy: RetryPolicy,
     deadline: float,
     on_retry: Callable[[], None] = lambda: None,
-) -> Minted | Failure:
+) -> T | Failure:
     """The first result that is not a retryable failure, or the last attempt's."""
     tries = 0
     while True:

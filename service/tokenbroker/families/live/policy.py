@@ -29,6 +29,7 @@ from typing import Any
 
 from tokenbroker.policy.model import Instructions, NumberRange
 from tokenbroker.policy.primitives import Errors, mapping, number_range, string_list
+from tokenbroker.policy.vocabulary import Section
 
 # The data channel's defaults: the browser may mute, unmute and close, nothing that changes
 # the session or injects text; it hears what a voice UI shows, no backend internals.
@@ -232,3 +233,10 @@ def parse_live(raw: Any, path: str, errors: Errors) -> LivePolicy | None:
                 fields[key] = _events(channel[key], f"{where}.{key}", errors,
                                       allow_all=allow_all)  # fmt: skip
     return LivePolicy(**fields) if len(errors) == before else None
+
+
+def _section(path: str, fields: dict[str, Any], disabled: bool, errors: Errors) -> Any:
+    return fields.get("live")  # parsed whole by parse_live; None: no GPT-Live
+
+
+SECTION = Section("live", {"live": parse_live}, _section)

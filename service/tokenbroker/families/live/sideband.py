@@ -13,8 +13,8 @@ import json
 import aiohttp
 from yarl import URL
 
-from tokenbroker.upstream.calls import SidebandGone
 from tokenbroker.upstream.client import Upstream
+from tokenbroker.upstream.sideband import SidebandGone, SocketClient
 
 CLOSE_WAIT = 2.0  # seconds an ending replica waits for the upstream to close the session
 
@@ -24,24 +24,15 @@ class LiveSideband:
         self._up = upstream
         base = URL(f"{upstream.base_url}/live/sessions")
         self._base = base.with_scheme("wss" if base.scheme == "https" else "ws")
-        proxy = upstream.connection.proxy
-        self._proxy = URL(proxy) if proxy else None
-        self._connect_timeout = upstream.connection.connect_timeout
-        self._session: aiohttp.ClientSession | None = None
+        self._sockets = SocketClient(upstream.connection)
+        self._proxy = self._sockets.proxy
 
     @property
     def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0),
-                timeout=aiohttp.ClientTimeout(total=None, connect=self._connect_timeout),
-                headers={"User-Agent": "tokenbroker"}, cookie_jar=aiohttp.DummyCookieJar(),
-            )  # fmt: skip
-        return self._session
+        return self._sockets.session
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._sockets.close()
 
     async def _headers(self) -> dict[str, str]:
         headers = dict(await self._up.auth_headers())

@@ -20,7 +20,8 @@ from typing import Any
 from pyreqwest.exceptions import ConnectTimeoutError, RequestError
 
 from tokenbroker.upstream.client import Upstream
-from tokenbroker.upstream.failures import Failure, Kind, UpstreamError, failed
+from tokenbroker.upstream.failures import Kind, failed
+from tokenbroker.upstream.sideband import created
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # opaque: kept byte for byte
 
@@ -69,11 +70,7 @@ class LiveUpstream:
         except RequestError:
             breaker.failure()
             raise failed(Kind.UNREACHABLE) from None
-        if status not in (200, 201):
-            failure = Failure(Kind.STATUS, status, retry_after)
-            breaker.failure() if failure.unhealthy else breaker.success()
-            raise UpstreamError(failure, failure.error())
-        breaker.success()
+        created(breaker, status, retry_after)
         return _created(content)
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tokenbroker.policy.session import GA_FORMATS, SEED_FORMAT
-from tokenbroker.upstream.dialects.base import Dialect
+from tokenbroker.families.realtime.dialects.base import Dialect
+from tokenbroker.families.realtime.session import GA_FORMATS, SEED_FORMAT
 
 INPUT = {  # seed field -> audio.input field
     "input_audio_transcription": "transcription",

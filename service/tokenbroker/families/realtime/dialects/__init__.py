@@ -10,9 +10,9 @@ the breaker and refunds stay shared (:mod:`tokenbroker.upstream.client`).
 
 from __future__ import annotations
 
-from tokenbroker.upstream.dialects.base import Dialect
-from tokenbroker.upstream.dialects.beta import BETA
-from tokenbroker.upstream.dialects.ga import AZURE, OPENAI
+from tokenbroker.families.realtime.dialects.base import Dialect
+from tokenbroker.families.realtime.dialects.beta import BETA
+from tokenbroker.families.realtime.dialects.ga import AZURE, OPENAI
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (OPENAI, BETA, AZURE)}
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenbroker.errors import InvalidRequest, PermissionDenied
-from tokenbroker.policy.model import McpServers, NumberRange, Policy, TurnDetection
+from tokenbroker.families.realtime.rules import McpServers, RealtimeRules, TurnDetection, rules_of
+from tokenbroker.policy.model import NumberRange, Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +50,9 @@ def _clamp(value: float, bounds: NumberRange, param: str, adjusted: list[str]) -
     return clamped
 
 
-def _instructions(policy: Policy, request: dict[str, Any]) -> str | None:
+def _instructions(rules: RealtimeRules, request: dict[str, Any]) -> str | None:
     text = request.get("instructions")
-    rule = policy.instructions
+    rule = rules.instructions
     if rule is None or rule.mode == "fixed":
         if text is not None:
             raise _deny(
@@ -81,8 +82,8 @@ def _mcp(rule: McpServers | None, tool: dict[str, Any], param: str) -> dict[str,
     return {**tool, "require_approval": rule.require_approval}
 
 
-def _tools(policy: Policy, request: dict[str, Any], session: dict[str, Any]) -> None:
-    rule = policy.tools
+def _tools(rules: RealtimeRules, request: dict[str, Any], session: dict[str, Any]) -> None:
+    rule = rules.tools
     wanted = request.get("tools")
     if rule.mode == "fixed":
         if wanted is not None:
@@ -122,14 +123,14 @@ def _tools(policy: Policy, request: dict[str, Any], session: dict[str, Any]) -> 
     session["tool_choice"] = choice
 
 
-def _transcription(policy: Policy, request: dict[str, Any], session: dict[str, Any]) -> None:
+def _transcription(rules: RealtimeRules, request: dict[str, Any], session: dict[str, Any]) -> None:
     if "input_audio_transcription" not in request:
         return
     wanted = request["input_audio_transcription"]
     if wanted is None:
         session["input_audio_transcription"] = None
         return
-    rule = policy.transcription
+    rule = rules.transcription
     if rule is None:
         raise _deny(
             "transcription_not_allowed",
@@ -144,9 +145,9 @@ def _transcription(policy: Policy, request: dict[str, Any], session: dict[str, A
 
 
 def _turn_detection(
-    policy: Policy, request: dict[str, Any], session: dict[str, Any], adjusted: list[str]
+    rules: RealtimeRules, request: dict[str, Any], session: dict[str, Any], adjusted: list[str]
 ) -> None:
-    rule: TurnDetection | None = policy.turn_detection
+    rule: TurnDetection | None = rules.turn_detection
     if "turn_detection" not in request:
         if rule is not None and rule.types[0] != "server_vad":
             session["turn_detection"] = {"type": rule.types[0]}
@@ -174,12 +175,14 @@ def _turn_detection(
     session["turn_detection"] = config
 
 
-def _noise_reduction(policy: Policy, request: dict[str, Any], session: dict[str, Any]) -> None:
+def _noise_reduction(
+    rules: RealtimeRules, request: dict[str, Any], session: dict[str, Any]
+) -> None:
     if "input_audio_noise_reduction" not in request:
         return
     wanted = request["input_audio_noise_reduction"]
     if wanted is not None and (
-        policy.noise_reduction is None or wanted.get("type") not in policy.noise_reduction
+        rules.noise_reduction is None or wanted.get("type") not in rules.noise_reduction
     ):
         raise _deny(
             "noise_reduction_not_allowed",
@@ -191,15 +194,16 @@ def _noise_reduction(policy: Policy, request: dict[str, Any], session: dict[str,
 
 def enforce(policy: Policy, request: dict[str, Any]) -> Enforced:
     """The session config to send upstream for ``request`` under ``policy``."""
+    rules = rules_of(policy)
     if policy.disabled:
         raise _deny("policy_disabled", "", "Your account may not create sessions.")
     adjusted: list[str] = []
     session: dict[str, Any] = {
-        "model": _choose(request, "model", policy.models, "model_not_allowed")
+        "model": _choose(request, "model", rules.models, "model_not_allowed")
     }
 
     modalities = request.get("modalities")
-    allowed_sets = policy.modalities
+    allowed_sets = rules.modalities
     if modalities is None:
         if allowed_sets:
             session["modalities"] = list(allowed_sets[0])
@@ -213,34 +217,34 @@ def enforce(policy: Policy, request: dict[str, Any]) -> Enforced:
         session["modalities"] = modalities
 
     for key, allowed, code in (
-        ("voice", policy.voices, "voice_not_allowed"),
-        ("input_audio_format", policy.input_audio_formats, "input_audio_format_not_allowed"),
-        ("output_audio_format", policy.output_audio_formats, "output_audio_format_not_allowed"),
+        ("voice", rules.voices, "voice_not_allowed"),
+        ("input_audio_format", rules.input_audio_formats, "input_audio_format_not_allowed"),
+        ("output_audio_format", rules.output_audio_formats, "output_audio_format_not_allowed"),
     ):
         value = _choose(request, key, allowed, code)
         if value is not None:
             session[key] = value
 
-    instructions = _instructions(policy, request)
+    instructions = _instructions(rules, request)
     if instructions is not None:
         session["instructions"] = instructions
 
-    _tools(policy, request, session)
-    _transcription(policy, request, session)
-    _turn_detection(policy, request, session, adjusted)
-    _noise_reduction(policy, request, session)
+    _tools(rules, request, session)
+    _transcription(rules, request, session)
+    _turn_detection(rules, request, session, adjusted)
+    _noise_reduction(rules, request, session)
 
-    if policy.temperature is not None:
+    if rules.temperature is not None:
         wanted = request.get("temperature")
         session["temperature"] = (
-            policy.temperature.default
+            rules.temperature.default
             if wanted is None
-            else _clamp(wanted, policy.temperature, "temperature", adjusted)
+            else _clamp(wanted, rules.temperature, "temperature", adjusted)
         )
     elif "temperature" in request:
         session["temperature"] = request["temperature"]
 
-    cap = policy.max_response_output_tokens
+    cap = rules.max_response_output_tokens
     tokens = request.get("max_response_output_tokens")
     if cap is not None:
         if tokens is None:

@@ -15,8 +15,9 @@ import copy
 import re
 from typing import Any
 
+from tokenbroker.families.realtime.rules import RealtimeRules, rules_of
+from tokenbroker.families.realtime.session import GA_FORMATS, SEED_FORMAT
 from tokenbroker.policy.model import NumberRange, Policy
-from tokenbroker.policy.session import GA_FORMATS, SEED_FORMAT
 
 SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")  # a dated snapshot: gpt-realtime-2025-08-28
 UNREVERTABLE = ("type", "model")  # session.update cannot change these: hang up instead
@@ -38,15 +39,15 @@ def _inside(value: Any, bounds: NumberRange | None) -> bool:
     return isinstance(value, int | float) and bounds.min <= value <= bounds.max
 
 
-def _model_ok(model: Any, policy: Policy, enforced: dict[str, Any]) -> bool:
+def _model_ok(model: Any, rules: RealtimeRules, enforced: dict[str, Any]) -> bool:
     """An allowed model, or a dated snapshot of one (the upstream names what it runs)."""
     if model is None or model == enforced.get("model"):
         return True
-    return isinstance(model, str) and SNAPSHOT.sub("", model) in policy.models
+    return isinstance(model, str) and SNAPSHOT.sub("", model) in rules.models
 
 
-def _instructions_ok(text: Any, policy: Policy, enforced: dict[str, Any]) -> bool:
-    rule = policy.instructions
+def _instructions_ok(text: Any, rules: RealtimeRules, enforced: dict[str, Any]) -> bool:
+    rule = rules.instructions
     text = text or ""
     if not isinstance(text, str):
         return False
@@ -57,9 +58,9 @@ def _instructions_ok(text: Any, policy: Policy, enforced: dict[str, Any]) -> boo
     return rule.mode != "prefix" or text.startswith(rule.text)
 
 
-def _tools_ok(tools: Any, policy: Policy, enforced: dict[str, Any]) -> bool:
+def _tools_ok(tools: Any, rules: RealtimeRules, enforced: dict[str, Any]) -> bool:
     tools = tools or []
-    rule = policy.tools
+    rule = rules.tools
     if rule.mode == "none":
         return not tools
     if rule.mode == "fixed":
@@ -79,8 +80,8 @@ def _tools_ok(tools: Any, policy: Policy, enforced: dict[str, Any]) -> bool:
     return True
 
 
-def _turn_detection_ok(value: Any, policy: Policy, enforced: dict[str, Any]) -> bool:
-    rule = policy.turn_detection
+def _turn_detection_ok(value: Any, rules: RealtimeRules, enforced: dict[str, Any]) -> bool:
+    rule = rules.turn_detection
     if rule is None:
         wanted = _get(enforced, "audio", "input", "turn_detection")
         return value == wanted or (wanted is None and _get(value, "type") in (None, "server_vad"))
@@ -100,22 +101,23 @@ def _listed(value: Any, allowed: tuple[str, ...] | None) -> bool:
 
 def violations(policy: Policy, enforced: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The fields of ``current`` outside ``policy``, by their GA path."""
+    rules = rules_of(policy)
     bad: list[str] = []
     if current.get("type", "realtime") != enforced.get("type", "realtime"):
         bad.append("type")
-    if not _model_ok(current.get("model"), policy, enforced):
+    if not _model_ok(current.get("model"), rules, enforced):
         bad.append("model")
     if current.get("type", "realtime") == "realtime":
-        if not _instructions_ok(current.get("instructions"), policy, enforced):
+        if not _instructions_ok(current.get("instructions"), rules, enforced):
             bad.append("instructions")
-        if not _tools_ok(current.get("tools"), policy, enforced):
+        if not _tools_ok(current.get("tools"), rules, enforced):
             bad.append("tools")
         modalities = current.get("output_modalities")
-        if policy.modalities and modalities is not None:
+        if rules.modalities and modalities is not None:
             seed = {"text"} if modalities == ["text"] else {"audio", "text"}
-            if seed not in [set(s) for s in policy.modalities]:
+            if seed not in [set(s) for s in rules.modalities]:
                 bad.append("output_modalities")
-        cap = policy.max_response_output_tokens
+        cap = rules.max_response_output_tokens
         tokens = current.get("max_output_tokens")
         if (
             cap is not None
@@ -127,37 +129,35 @@ def violations(policy: Policy, enforced: dict[str, Any], current: dict[str, Any]
             bad.append("max_output_tokens")
         voice = _get(current, "audio", "output", "voice")
         voice = voice.get("id") if isinstance(voice, dict) else voice
-        if not _listed(voice, policy.voices):
+        if not _listed(voice, rules.voices):
             bad.append("audio.output.voice")
         out_format = SEED_FORMAT.get(str(_get(current, "audio", "output", "format", "type")))
-        if not _listed(out_format, policy.output_audio_formats):
+        if not _listed(out_format, rules.output_audio_formats):
             bad.append("audio.output.format")
-        if not _inside(_get(current, "audio", "output", "speed"), policy.speed):
+        if not _inside(_get(current, "audio", "output", "speed"), rules.speed):
             bad.append("audio.output.speed")
         effort = _get(current, "reasoning", "effort")
-        if not _listed(effort, policy.reasoning_efforts):
+        if not _listed(effort, rules.reasoning_efforts):
             bad.append("reasoning")
-        if not _listed(_get(current, "prompt", "id"), policy.prompts):
+        if not _listed(_get(current, "prompt", "id"), rules.prompts):
             bad.append("prompt")
     in_format = SEED_FORMAT.get(str(_get(current, "audio", "input", "format", "type")))
-    if not _listed(in_format, policy.input_audio_formats):
+    if not _listed(in_format, rules.input_audio_formats):
         bad.append("audio.input.format")
     audio_in = _get(current, "audio", "input") or {}
     if "turn_detection" in audio_in and not _turn_detection_ok(
-        audio_in["turn_detection"], policy, enforced
+        audio_in["turn_detection"], rules, enforced
     ):
         bad.append("audio.input.turn_detection")
     transcription = _get(audio_in, "transcription", "model")
     if transcription is not None and (
-        policy.transcription is None or transcription not in policy.transcription.models
+        rules.transcription is None or transcription not in rules.transcription.models
     ):
         bad.append("audio.input.transcription")
     noise = _get(audio_in, "noise_reduction", "type")
-    if noise is not None and (
-        policy.noise_reduction is None or noise not in policy.noise_reduction
-    ):
+    if noise is not None and (rules.noise_reduction is None or noise not in rules.noise_reduction):
         bad.append("audio.input.noise_reduction")
-    tracing, rule = current.get("tracing"), policy.tracing
+    tracing, rule = current.get("tracing"), rules.tracing
     if (rule.mode == "forbid" and tracing is not None) or (
         rule.mode == "force" and _get(tracing, "workflow_name") != rule.workflow_name
     ):  # forced: on, under the policy's workflow name ("auto" names none)
@@ -172,6 +172,7 @@ def revert(policy: Policy, enforced: dict[str, Any], bad: list[str]) -> dict[str
     the fields that drifted are sent: a voice the client changed within the policy stays."""
     if any(path in UNREVERTABLE for path in bad):
         return None
+    rules = rules_of(policy)
     session: dict[str, Any] = {"type": enforced.get("type", "realtime")}
     for path in dict.fromkeys(bad):
         root, *rest = path.split(".")
@@ -179,7 +180,7 @@ def revert(policy: Policy, enforced: dict[str, Any], bad: list[str]) -> dict[str
             side, field = rest
             value = _get(enforced, root, side, field, default=_ABSENT)
             if value is _ABSENT:
-                value = _audio_choice(policy, side, field)
+                value = _audio_choice(rules, side, field)
             if value is _ABSENT:
                 return None
             session.setdefault("audio", {}).setdefault(side, {})[field] = copy.deepcopy(value)
@@ -187,14 +188,14 @@ def revert(policy: Policy, enforced: dict[str, Any], bad: list[str]) -> dict[str
             session[root] = enforced[root]
         elif root in CLEARED:
             session[root] = CLEARED[root]
-        elif root == "reasoning" and policy.reasoning_efforts:
-            session["reasoning"] = {"effort": policy.reasoning_efforts[0]}
+        elif root == "reasoning" and rules.reasoning_efforts:
+            session["reasoning"] = {"effort": rules.reasoning_efforts[0]}
         else:
             return None
     return {"type": "session.update", "session": session}
 
 
-def _audio_choice(policy: Policy, side: str, field: str) -> Any:
+def _audio_choice(rules: RealtimeRules, side: str, field: str) -> Any:
     """What restores an audio field the call was created without: off for transcription and
     noise reduction, the upstream's default turn detection (a rule whose first type is
     another put that one in the call), the policy's first format or voice, its speed."""
@@ -203,10 +204,10 @@ def _audio_choice(policy: Policy, side: str, field: str) -> Any:
     if field == "turn_detection":
         return {"type": "server_vad"}
     if field == "format":
-        formats = policy.input_audio_formats if side == "input" else policy.output_audio_formats
+        formats = rules.input_audio_formats if side == "input" else rules.output_audio_formats
         return dict(GA_FORMATS[formats[0]]) if formats else _ABSENT
-    if field == "voice" and policy.voices:
-        return policy.voices[0]
-    if field == "speed" and policy.speed is not None:
-        return policy.speed.min if policy.speed.default is None else policy.speed.default
+    if field == "voice" and rules.voices:
+        return rules.voices[0]
+    if field == "speed" and rules.speed is not None:
+        return rules.speed.min if rules.speed.default is None else rules.speed.default
     return _ABSENT

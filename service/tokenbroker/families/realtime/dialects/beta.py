@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenbroker.upstream.dialects.base import Dialect
+from tokenbroker.families.realtime.dialects.base import Dialect
 
 
 def shape(

@@ -12,7 +12,6 @@ and thousands of them must not starve the call creations.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +21,7 @@ from yarl import URL
 
 from tokenbroker.upstream.client import Upstream
 from tokenbroker.upstream.failures import Failure, Kind, UpstreamError, failed
-
-CALL_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+from tokenbroker.upstream.sideband import CALL_ID, SidebandGone, SocketClient, created
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,35 +30,22 @@ class CreatedCall:
     answer: str  # the SDP answer
 
 
-class SidebandGone(Exception):
-    """The upstream refused the sideband: the call is over (or was never there)."""
-
-
 class CallsUpstream:
     def __init__(self, upstream: Upstream) -> None:
         self._up = upstream
         self._calls = URL(f"{upstream.base_url}/realtime/calls")
         base = URL(f"{upstream.base_url}/realtime")
         self._sideband = base.with_scheme("wss" if base.scheme == "https" else "ws")
-        proxy = upstream.connection.proxy
-        self._proxy = URL(proxy) if proxy else None
-        self._connect_timeout = upstream.connection.connect_timeout
-        self._session: aiohttp.ClientSession | None = None  # made on first use
+        self._sockets = SocketClient(upstream.connection)
+        self._proxy = self._sockets.proxy
+        self._connect_timeout = self._sockets.connect_timeout
 
     @property
     def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0),
-                timeout=aiohttp.ClientTimeout(total=None, connect=self._connect_timeout),
-                headers={"User-Agent": "tokenbroker"},
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
+        return self._sockets.session
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._sockets.close()
 
     def _timeout(self, deadline: float) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(
@@ -98,11 +83,7 @@ class CallsUpstream:
         except aiohttp.ClientError:
             breaker.failure()
             raise failed(Kind.UNREACHABLE) from None
-        if status not in (200, 201):
-            failure = Failure(Kind.STATUS, status, retry_after)
-            breaker.failure() if failure.unhealthy else breaker.success()
-            raise UpstreamError(failure, failure.error())
-        breaker.success()
+        created(breaker, status, retry_after)
         call_id = location.rstrip("/").rsplit("/", 1)[-1]
         answer = content.decode("utf-8", errors="replace")
         if not CALL_ID.match(call_id) or not answer.startswith("v=0"):

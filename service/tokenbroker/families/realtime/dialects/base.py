@@ -23,11 +23,6 @@ class Dialect:
     secret_of: Callable[[Any], Any]  # the reply's object holding value / expires_at
     session_of: Callable[[Any], Any]  # the reply's session facts, the secret taken out
 
-    def auth(self, key: str | None) -> dict[str, str]:
-        if self.key_header == "Authorization":
-            return {"Authorization": f"Bearer {key or ''}"}
-        return {self.key_header: key or ""}
-
     def parse(self, content: bytes) -> Minted | Failure:
         """The secret and its session from a 200 reply, or an INVALID failure."""
         try:

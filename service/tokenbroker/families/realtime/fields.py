@@ -9,16 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from tokenbroker.errors import InvalidRequest
-from tokenbroker.policy import session as ref
-from tokenbroker.policy.model import (
-    Instructions,
-    McpServers,
-    NumberRange,
-    TokenCap,
-    Tools,
-    Transcription,
-    TurnDetection,
-)
+from tokenbroker.families.realtime import session as ref
+from tokenbroker.families.realtime.rules import McpServers, Tools, Transcription, TurnDetection
+from tokenbroker.policy.model import Instructions, NumberRange, TokenCap
 from tokenbroker.policy.primitives import Errors, Parser, cap_of, mapping, number_range, string_list
 
 
@@ -109,7 +102,9 @@ def _tools(raw: Any, path: str, errors: Errors) -> Tools | None:
 
 def mcp_servers(raw: Any, path: str, errors: Errors) -> McpServers | None:
     """``{servers, connectors, require_approval}``: values from the GA schema data."""
-    from tokenbroker.policy.ga_request import FACTS  # GA data, read when parsing needs it
+    from tokenbroker.families.realtime.request_ga import (
+        FACTS,  # GA data, read when parsing needs it
+    )
 
     raw = mapping(raw, path, errors, {"servers": None, "connectors": None,
                                       "require_approval": None})  # fmt: skip
@@ -180,17 +175,8 @@ def _formats(raw: Any, path: str, errors: Errors) -> tuple[str, ...] | None:
     return tuple(ref.SEED_FORMAT.get(name, name) for name in found) if found else found
 
 
-def _bool(raw: Any, path: str, errors: Errors) -> bool:
-    if not isinstance(raw, bool):
-        errors.append(f"{path}: must be true or false")
-        return False
-    return raw
-
-
 POLICY_FIELDS: dict[str, Parser] = {
-    "disabled": _bool,
-    "models": string_list(None, what="model"),  # names checked per dialect (vocabulary.py)
-    "voices": string_list(None, what="voice"),
+    # "models" and "voices": names checked per dialect (vocabulary.py)
     "modalities": _modalities,
     "input_audio_formats": _formats,
     "output_audio_formats": _formats,

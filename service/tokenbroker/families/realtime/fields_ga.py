@@ -1,12 +1,12 @@
 """Parsers of the policy fields for GA session fields; allowed values come from the GA
-schema data (:data:`tokenbroker.policy.ga_request.FACTS`), never from a list kept here."""
+schema data (:data:`.request_ga.FACTS`), never from a list kept here."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tokenbroker.policy.ga_request import FACTS
-from tokenbroker.policy.model import Tracing
+from tokenbroker.families.realtime.request_ga import FACTS
+from tokenbroker.families.realtime.rules import Tracing
 from tokenbroker.policy.primitives import Errors, Parser, cap, mapping, number_range, string_list
 
 TRACING_MODES = ("forbid", "allow", "force")
