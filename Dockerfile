@@ -1,7 +1,7 @@
 # Small, non-root image: build a wheel, install it into a clean slim Python.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY service ./service
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

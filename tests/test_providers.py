@@ -1,4 +1,5 @@
-"""Tokens shaped like real identity providers' are accepted with the README's configs."""
+"""Tokens shaped like real identity providers' are accepted with the provider configs of the
+configuration page."""
 
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ from tokenbroker.auth.authenticator import Authenticator
 from tokenbroker.config.load import settings_from_dict
 from tokenbroker.errors import AuthenticationFailed
 
-README = Path(__file__).parent.parent / "README.md"
+CONFIGURATION = Path(__file__).parent.parent / "docs" / "configuration.md"
 
 
 def readme_providers() -> dict[str, dict[str, Any]]:
-    """The provider blocks of the README, by name."""
-    blocks = re.findall(r"```yaml\n(# provider: .*?)```", README.read_text(), re.DOTALL)
+    """The provider blocks of the configuration page, by name."""
+    blocks = re.findall(r"```yaml\n(# provider: .*?)```", CONFIGURATION.read_text(), re.DOTALL)
     providers = {}
     for block in blocks:
         [provider] = yaml.safe_load(block)

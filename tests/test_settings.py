@@ -1,5 +1,5 @@
 """Settings: every invalid case refused with its path before start; the environment
-read in one place; the README's table generated from the models."""
+read in one place; the docs' settings table generated from the models."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tokenbroker.config.reference import BEGIN, END, table
 
 HERE = Path(__file__).parent
 INVALID = sorted((HERE / "settings" / "invalid").glob("*.yaml"))
-README = HERE.parent / "README.md"
+CONFIGURATION = HERE.parent / "docs" / "configuration.md"
 PROVIDER = {"issuer": "https://issuer.test", "audiences": ["tb"], "algorithms": ["HS256"],
             "hs256_secret_env": "SECRET"}  # fmt: skip
 ENV = {"SECRET": "s" * 40}
@@ -85,8 +85,8 @@ def test_only_the_loader_reads_the_environment() -> None:
     assert readers == ["config/load.py"]
 
 
-def test_readme_table_is_generated_from_the_models() -> None:
-    """The README's configuration table is exactly what the models say."""
-    text = README.read_text()
+def test_docs_table_is_generated_from_the_models() -> None:
+    """The configuration page's settings table is exactly what the models say."""
+    text = CONFIGURATION.read_text()
     start, end = text.index(BEGIN), text.index(END) + len(END)
     assert text[start:end] == table()

@@ -1,7 +1,8 @@
 """The configuration reference, generated from the settings models.
 
-``python -m tokenbroker.config.reference`` prints the README's table; a test holds the
-README equal to it, so a default or a description has one source: the model.
+``python -m tokenbroker.config.reference`` prints the settings table of the configuration
+page (docs/configuration.md); a test holds the page equal to it, so a default or a
+description has one source: the model.
 """
 
 from __future__ import annotations

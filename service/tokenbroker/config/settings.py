@@ -2,7 +2,7 @@
 :mod:`.auth`).
 
 Each section is a frozen pydantic model that refuses unknown keys and wrong types; the
-README's configuration table is generated from these models (``Field`` descriptions and
+settings table of docs/configuration.md is generated from these models (``Field`` descriptions and
 defaults), and a test holds the two equal. Values that come from the environment
 (secrets, ``REDIS_URL``, proxies) are marked ``env`` and filled in by :mod:`.load`, the
 only reader of the environment.

@@ -83,7 +83,8 @@ function gathered(pc, ms) {
  * The Call: callId, state ("connecting" | "open" | "ended"), events (an EventTarget:
  * "event" with each server event as detail, "state", "ended" with the reason: "hangup"
  * when the page hung up, else the broker's (duration, idle, budget, violation, client,
- * upstream, operator), else "closed" or "failed"), send(event),
+ * upstream, operator), else "closed" or "failed"), send(event) (before the data channel
+ * opens, events wait and go in order once it does),
  * hangup(), info() (start, end, budgets left), ended (a promise of the end reason),
  * audio (the HTMLAudioElement playing the model), pc, channel.
  */
@@ -149,7 +150,12 @@ export async function connect({ broker = DEFAULT_BROKER, token, session, stream,
     } catch { /* the broker is out of reach: the network's reason stands */ }
     setState("ended", reason);
   };
-  channel.addEventListener("open", () => setState("open"));
+  const waiting = [];  // what send() got before the channel opened, in order
+  const opened = new Promise((resolve) => channel.addEventListener("open", resolve));
+  channel.addEventListener("open", () => {
+    for (const data of waiting.splice(0)) channel.send(data);
+    setState("open");
+  });
   channel.addEventListener("close", () => (location ? endedBy("closed") : setState("ended", "closed")));
   channel.addEventListener("message", (m) => {
     let event;
@@ -182,7 +188,12 @@ export async function connect({ broker = DEFAULT_BROKER, token, session, stream,
     callId: id, api,
     get state() { return state; },
     events, ended, pc, channel, audio: player,
-    send(event) { channel.send(JSON.stringify(event)); },
+    send(event) {
+      const data = JSON.stringify(event);
+      if (channel.readyState === "open") channel.send(data);
+      else if (state === "connecting") waiting.push(data);
+      else throw new Error("The call has ended.");
+    },
     async info() {
       const r = await fetch(`${broker}${location}`, { headers: auth });
       if (!r.ok) throw await refusal(r);
@@ -191,6 +202,7 @@ export async function connect({ broker = DEFAULT_BROKER, token, session, stream,
     async hangup() {
       endReason = "hangup";
       if (api === "live") {  // GPT-Live: the session ends when the page asks it to close
+        if (state === "connecting") await Promise.race([opened, new Promise((r) => setTimeout(r, 5000))]);
         if (channel.readyState === "open") channel.send(JSON.stringify({ type: "session.close" }));
         setState("ended", "hangup");
         return;

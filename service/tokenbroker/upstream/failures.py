@@ -70,7 +70,7 @@ class Failure:
         return self.kind is not Kind.INVALID
 
     def error(self, breaker_reset: float = 1.0) -> BrokerError:
-        """The client-facing error, in the broker's envelope (README, Errors)."""
+        """The client-facing error, in the broker's envelope (docs: Errors)."""
         if self.kind is Kind.OPEN_CIRCUIT:
             return UpstreamFailed(
                 "upstream_error",
