@@ -68,7 +68,7 @@ def fake_upstream_server() -> Iterator[TokenbrokerServer]:
 def upstream(fake_upstream_server: TokenbrokerServer) -> FakeUpstream:
     """The shared fake upstream, reset to healthy with an empty request log."""
     fake = FakeUpstream(fake_upstream_server)
-    fake.control(latency_ms=0, fail_rate=0, faults=[], reset=True, record=True)
+    fake.control(latency_ms=0, fail_rate=0, faults=[], reset=True, record=True, shutdowns={})
     return fake
 
 

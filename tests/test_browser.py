@@ -216,7 +216,12 @@ def test_dev_mode_states_its_policy_and_origins(dev: dict[str, Any]) -> None:
 
 
 def test_the_demo_page_mints_and_holds_a_watched_call(page: Page, dev: dict[str, Any]) -> None:
+    """The demo page end to end; nothing it loads (its icon included) is a 404."""
+    missing: list[str] = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
     page.goto(dev["broker"] + "/")
+    page.wait_for_load_state("load")
+    assert missing == []
     page.click("#mint")
     page.wait_for_function("document.getElementById('secret').textContent.includes('ek_')")
     page.click("#start")

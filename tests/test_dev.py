@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +66,30 @@ def test_printed_curl_works_on_the_packaged_dev_policy(packaged: TokenbrokerServ
     out = paste_printed_curl(packaged)
     assert '"client_secret":{"value":"ek_' in out, out
     assert "Dev policy 'dev' (" in packaged.output
+
+
+def test_dev_mints_are_quick(packaged: TokenbrokerServer) -> None:
+    """Mints on one kept-alive connection, as a page makes them: none waits on the
+    in-process fake upstream's delayed ACK (~44 ms each before its replies went out as
+    one segment). A generous bound; the figure is in docs/performance.md."""
+    token = re.search(r"Bearer ([\w.-]+)'", packaged.output)
+    assert token
+    times = []
+    with httpx.Client(headers={"Authorization": f"Bearer {token.group(1)}"}) as client:
+        for _ in range(15):
+            started = time.perf_counter()
+            reply = client.post(f"{packaged.url}/v1/realtime/client_secrets",
+                                json={"session": {"type": "realtime"}})  # fmt: skip
+            times.append(time.perf_counter() - started)
+            assert reply.status_code == 200, reply.text
+    assert statistics.median(times[1:]) < 0.025, times
+
+
+def test_the_banner_says_what_the_dev_policy_allows(packaged: TokenbrokerServer) -> None:
+    banner = packaged.output
+    assert "models gpt-realtime-2.1, gpt-realtime-2.1-mini" in banner
+    assert "voices marin, cedar, alloy" in banner
+    assert "GPT-Live models gpt-live-1.1, gpt-live-1" in banner
 
 
 def test_demo_page(dev: tuple[TokenbrokerServer, dict[str, str]]) -> None:

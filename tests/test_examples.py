@@ -6,10 +6,12 @@ Each ``js``, ``python`` and ``sh`` block is preceded by a marker saying how it r
 ``<!-- example: browser -->`` (a module in a page of its own origin, in Chromium, the
 official JS SDKs by their package names through an import map), ``<!-- example: python
 -->`` (a fresh interpreter), ``<!-- example: shell -->`` (bash, ``set -euo pipefail``),
-or ``<!-- not run: why -->``. A block without a marker fails the first test, so a new
-example cannot slip in untested. The examples' broker (``http://127.0.0.1:8080`` or
-``https://broker.example.com``) becomes the dev broker's address; ``userJwt`` /
-``user_jwt`` / ``$TOKEN`` is a dev token; ``offer_sdp`` is a real WebRTC offer (aiortc).
+``<!-- example: walkthrough -->`` (the production walkthrough, run in order by
+tests/test_walkthrough.py), or ``<!-- not run: why -->``. A block without a marker
+fails the first test, so a new example cannot slip in untested. The examples' broker
+(``http://127.0.0.1:8080`` or ``https://broker.example.com``) becomes the dev broker's
+address; ``userJwt`` / ``user_jwt`` / ``$TOKEN`` is a dev token; ``offer_sdp`` is a real
+WebRTC offer (aiortc).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def test_every_example_says_how_it_runs() -> None:
     unmarked = [e.id for e in ALL if not e.kind]
     assert not unmarked, f"mark these with <!-- example: … --> or <!-- not run: … -->: {unmarked}"
     assert {e.kind for e in ALL if not e.kind.startswith("not run")} <= {
-        "browser", "python", "shell"}  # fmt: skip
+        "browser", "python", "shell", "walkthrough"}  # fmt: skip
     assert len(runnable("browser")) >= 6 and runnable("python") and runnable("shell")
 
 

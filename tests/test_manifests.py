@@ -108,6 +108,7 @@ HEALTHY = {  # a fleet of two replicas doing fine: nothing fires
     'tokenbroker_call_ends_total{reason="client",instance="a"}': "0+5x40",
     'tokenbroker_call_ends_total{reason="upstream",instance="a"}': "0x40",
     'tokenbroker_call_usage_lost_total{instance="a"}': "0x40",
+    'tokenbroker_model_days_to_shutdown{model="gpt-live-1",instance="a"}': "90x40",
 }
 CASES: list[tuple[str, dict[str, str], int, list[dict[str, str]]]] = [
     ("upstream circuit open", {'tokenbroker_circuit_state{dependency="upstream",instance="a"}':
@@ -134,6 +135,9 @@ CASES: list[tuple[str, dict[str, str], int, list[dict[str, str]]]] = [
                          "0 0 0 1x30"}, 5, [{"alertname": "TokenbrokerCallsUnwatched"}]),
     ("usage lost", {'tokenbroker_call_usage_lost_total{instance="a"}': "0 0 0 3x30"}, 5,
      [{"alertname": "TokenbrokerCallsUnwatched"}]),
+    ("a model 10 days from shutdown", {'tokenbroker_model_days_to_shutdown{model='
+                                       '"gpt-realtime-2.1-mini",instance="a"}': "10x40"}, 5,
+     [{"alertname": "TokenbrokerModelShutdownSoon", "model": "gpt-realtime-2.1-mini"}]),
 ]  # fmt: skip
 
 
@@ -182,4 +186,4 @@ def test_a_healthy_fleet_fires_nothing(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     tested = run(tool("promtool"), "test", "rules", str(path))
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert len(ALERTS) == 8
+    assert len(ALERTS) == 9

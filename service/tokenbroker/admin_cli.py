@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,12 +154,37 @@ async def _dispatch(args: argparse.Namespace, ops: Any) -> None:
             print(json.dumps(entry))
 
 
+async def _check_models(settings: Settings, named: Mapping[str, Sequence[str]]) -> None:
+    """A warning for each named model the upstream says shuts down within 30 days; a note
+    when its model list cannot be read (the file is still valid)."""
+    from tokenbroker.flow.lifecycle import shutdowns, soon
+    from tokenbroker.infra.metrics import Metrics
+    from tokenbroker.upstream.models import ModelListUnavailable, list_models
+    from tokenbroker.wiring import open_upstream
+
+    up = settings.upstream
+    async with open_upstream(settings, Metrics(), up.url, up.api_key, up.proxy) as upstream:
+        try:
+            listed = await list_models(upstream)
+        except ModelListUnavailable as exc:
+            _print_notes([f"the upstream's model list could not be read ({exc}): shutdown "
+                          "dates not checked"])  # fmt: skip
+            return
+    today = datetime.datetime.now(datetime.UTC).date()
+    for shutdown in soon(shutdowns(named, listed, today)):
+        print(f"warning: {shutdown.sentence()}", file=sys.stderr)
+
+
 def cmd_policy(args: argparse.Namespace) -> None:
     if args.policy_command == "validate":
-        vocabulary = family_vocabulary(args.dialect)
+        settings = settings_from_args(args, require_secrets=False) if args.config else None
+        dialect = settings.upstream.dialect if settings is not None else args.dialect
+        vocabulary = family_vocabulary(dialect)
         _, document = _read_policy_file(args.file, vocabulary)
         _print_notes(vocabulary.notes(document.policies.values()))
-        print(f"{args.file}: valid for dialect {args.dialect}")
+        if settings is not None:
+            asyncio.run(_check_models(settings, vocabulary.models(document.policies.values())))
+        print(f"{args.file}: valid for dialect {dialect}")
     else:
         asyncio.run(_operate(args))
 

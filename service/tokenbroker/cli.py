@@ -77,14 +77,17 @@ def _dev_policy(policies: Path, sub: str) -> tuple[str, dict[str, str]]:
     limits = ", ".join(f"{r.limit} per {r.per_text}" for r in policy.limits) or "no limit"
     calls = policy.calls
     live = f", {calls.max_live_calls} live per user" if calls.max_live_calls else ""
-    parts = [f"requests (mints and calls): {limits} per user",
+    rules = rules_of(policy)
+    parts = [f"models {', '.join(rules.models)}",
+             f"voices {', '.join(rules.voices or ('any',))}",
+             f"requests (mints and calls): {limits} per user",
              f"calls up to {calls.max_duration / 60:g} min{live}"]  # fmt: skip
     parts += [f"budget {b.name}" for b in policy.budgets]
     gpt_live = policy.sections.get("live")
     if gpt_live is not None:
         parts.append(f"GPT-Live models {', '.join(gpt_live.models)}")
-    voices = rules_of(policy).voices
-    voice = voices[0] if voices else "alloy"
+    parts.append("more: docs/getting-started.md")
+    voice = rules.voices[0] if rules.voices else "alloy"
     return f"policy {policy.name!r} ({policies}): " + "; ".join(parts), {"voice": voice}
 
 
@@ -221,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = psub.add_parser("validate", help="check a policy file for an upstream dialect")
     check.add_argument("file")
     check.add_argument("--dialect", default="openai", choices=("openai", "openai-beta", "azure"))
+    check.add_argument(
+        "--config",
+        help="broker YAML: its dialect, and its upstream's model list "
+        "read (with the key from the environment) for models that shut down "
+        "within 30 days",
+    )
     apply = with_config(psub.add_parser("apply"))
     apply.add_argument("file")
     apply.add_argument("--dry-run", action="store_true")

@@ -116,7 +116,11 @@ async def serve_in_thread(app: Any, host: str = "127.0.0.1") -> AsyncIterator[st
     serves its fake upstream this way, so it goes through the same client as production.
     """
     sock = socket.create_server((host, 0))
-    config = uvicorn.Config(app, loop="asyncio", log_config=None, lifespan="off", access_log=False)
+    # The bounded protocol writes a reply's head and body as one segment: uvicorn's own
+    # writes them apart, and the second waited for the client's delayed ACK (~40 ms a
+    # request on a kept-alive connection: every dev-mode mint after the first).
+    config = uvicorn.Config(app, loop="asyncio", log_config=None, lifespan="off",
+                            access_log=False, http=bounded_protocol(ProtocolLimits()))  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name=f"serve-{host}", daemon=True

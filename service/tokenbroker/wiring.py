@@ -29,6 +29,7 @@ from tokenbroker.families.realtime.dialects import DIALECTS
 from tokenbroker.families.realtime.mint import RealtimeMint
 from tokenbroker.families.realtime.upstream import CallsUpstream
 from tokenbroker.families.realtime.watch import watch_call
+from tokenbroker.flow.lifecycle import ModelLifecycle
 from tokenbroker.flow.mint import Broker
 from tokenbroker.flow.operations import Operations
 from tokenbroker.flow.runtime import MintFlow, Runtime, SessionFamily
@@ -47,6 +48,7 @@ from tokenbroker.registry.notices import RedisNotices, SpentNotices
 from tokenbroker.registry.registry import CallRegistry, Registry
 from tokenbroker.upstream.client import Connection, Upstream, UpstreamPolicy
 from tokenbroker.upstream.entra import EntraToken, default_credential
+from tokenbroker.upstream.models import list_models
 
 log = logging.getLogger("tokenbroker")
 
@@ -83,6 +85,14 @@ async def open_upstream(
         yield upstream
     finally:
         await upstream.close()
+
+
+def model_lifecycle(
+    settings: Settings, metrics: Metrics, upstream: Upstream, cache: PolicyCache
+) -> ModelLifecycle:
+    """The shutdown dates of the policies' models, read from the upstream's model list."""
+    return ModelLifecycle(partial(list_models, upstream), cache, metrics,
+                          settings.upstream.models_check_interval)  # fmt: skip
 
 
 def build_broker(
@@ -190,7 +200,8 @@ async def redis_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[R
                 RedisNotices(client, listener, settings.redis.prefix),
             ) as runtime:  # fmt: skip
                 assert runtime.live is not None
-                runtime.start(cache.run(initial), audit.run(), runtime.live.run())
+                runtime.start(cache.run(initial), audit.run(), runtime.live.run(),
+                              model_lifecycle(settings, metrics, up, cache).run())  # fmt: skip
                 try:
                     yield runtime
                 finally:

@@ -60,6 +60,12 @@ class UpstreamSettings(Section):
     max_connections: int = Field(
         2000, ge=1, description="mint calls in flight to the upstream at once (more wait)"
     )
+    models_check_interval: Duration = Field(
+        "1d",
+        validate_default=True,
+        description="how often the upstream's model list is read for the shutdown dates of "
+        "the models the policies name (also at start)",
+    )
     organization: str | None = Field(None, description="sent as `OpenAI-Organization`")
     project: str | None = Field(None, description="sent as `OpenAI-Project`")
     api_key: str | None = env_field(

@@ -22,7 +22,13 @@ from tokenbroker.policy.cache import PolicyCache
 from tokenbroker.policy.store import MemoryPolicyStore
 from tokenbroker.registry.memory import MemoryRegistry
 from tokenbroker.server import serve_in_thread
-from tokenbroker.wiring import build_broker, initial_policies, live_runtime, open_upstream
+from tokenbroker.wiring import (
+    build_broker,
+    initial_policies,
+    live_runtime,
+    model_lifecycle,
+    open_upstream,
+)
 
 DEV_API_KEY = "sk-dev-fake-upstream"  # the fake upstream's key, not a secret
 
@@ -47,7 +53,8 @@ async def memory_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[
             partial(Operations, store, limiter, audit, vocabulary), audit,
         ) as runtime:  # fmt: skip
             assert runtime.live is not None
-            runtime.start(cache.listen(), runtime.live.run())
+            runtime.start(cache.listen(), runtime.live.run(),
+                          model_lifecycle(settings, metrics, upstream, cache).run())  # fmt: skip
             try:
                 yield runtime
             finally:

@@ -32,6 +32,7 @@ from starlette.routing import Route
 from tokenbroker.errors import error_body
 from tokenbroker.fake_upstream.calls import FakeCalls
 from tokenbroker.fake_upstream.live import FakeLive
+from tokenbroker.fake_upstream.models import FakeModels
 from tokenbroker.fake_upstream.validate import CLIENT_SECRETS, LIVE_CREATE, SESSIONS, Refused, check
 
 
@@ -218,6 +219,8 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
             controls.faults = deque(str(f) for f in body["faults"])
         if "record" in body:
             controls.record = bool(body["record"])
+        if "shutdowns" in body:  # {model: Unix seconds}: what GET /v1/models announces
+            models.shutdowns = {str(k): int(v) for k, v in body["shutdowns"].items()}
         if body.get("reset"):
             controls.received.clear()
             controls.count = 0
@@ -238,6 +241,7 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
     calls = FakeCalls(controls.api_key, _error, unauthorized, key_of)
     controls.calls = calls.calls
     live = FakeLive(controls.api_key, unauthorized, key_of)
+    models = FakeModels(controls.api_key, unauthorized, key_of)
 
     async def create_live(request: Request) -> Response:
         return await mint(request, LIVE_CREATE, "authorization", live.create)
@@ -256,6 +260,7 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
             Route("/v1/live/sessions", create_live, methods=["POST"]),
             Route("/openai/v1/live/sessions", create_azure_live, methods=["POST"]),
             *live.routes(),
+            *models.routes(),
             Route("/_fake/control", control, methods=["POST"]),
             Route("/_fake/requests", received, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),

@@ -61,6 +61,11 @@ class Metrics:
         self.draining = Gauge(
             "tokenbroker_draining", "1 while this replica shuts down gracefully.", registry=r
         )
+        self.model_days_to_shutdown = Gauge(
+            "tokenbroker_model_days_to_shutdown", "Days until a model the policies name shuts "
+            "down, as the upstream's model list announces (only models with a date).",
+            ["model"], registry=r,
+        )  # fmt: skip
         self.live_calls = Gauge(
             "tokenbroker_live_calls", "Live calls (api realtime) and GPT-Live sessions (api "
             "live) this replica watches (holds the sideband of).", ["api"], registry=r,

@@ -239,4 +239,10 @@ def _section(path: str, fields: dict[str, Any], disabled: bool, errors: Errors) 
     return fields.get("live")  # parsed whole by parse_live; None: no GPT-Live
 
 
-SECTION = Section("live", {"live": parse_live}, _section)
+def _models(rules: LivePolicy) -> list[str]:
+    """The GPT-Live models a policy names, and its delegation's backend model."""
+    backend = rules.delegation.responses.get("model")
+    return [*rules.models, *([backend] if isinstance(backend, str) else [])]
+
+
+SECTION = Section("live", {"live": parse_live}, _section, models=_models)

@@ -111,6 +111,11 @@ def _named(what: str, known: tuple[str, ...] | None, dialect: str) -> Parser:
     return parse
 
 
+def _models(rules: RealtimeRules) -> list[str]:
+    """The models a policy's Realtime rules name: sessions' and transcription's."""
+    return [*rules.models, *(rules.transcription.models if rules.transcription else ())]
+
+
 def _build(path: str, fields: dict[str, Any], disabled: bool, errors: Errors) -> RealtimeRules:
     if not disabled and "models" not in fields:
         errors.append(f"{path}.models: is required (directly or through extends)")
@@ -127,4 +132,5 @@ def section(dialect: str) -> Section:
         "models": _named("model", names.models, dialect),
         "voices": _named("voice", names.voices, dialect),
     }
-    return Section("realtime", fields, _build, lambda policies: reference_notes(policies, names))
+    return Section("realtime", fields, _build, lambda policies: reference_notes(policies, names),
+                   _models)  # fmt: skip
