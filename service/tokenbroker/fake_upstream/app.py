@@ -104,7 +104,7 @@ def _client_secret(request: dict[str, Any]) -> dict[str, Any]:
         "session": {
             "id": f"sess_{secrets.token_hex(8)}",
             "object": "realtime.session",
-            "model": "gpt-realtime",
+            "model": "gpt-realtime-2.1",
             **session,
         },
     }

@@ -30,7 +30,7 @@ def response_session(request: dict[str, Any]) -> dict[str, Any]:
     """The session as the upstream reports it: the request's fields over its defaults."""
     session: dict[str, Any] = {
         "type": "realtime", "object": "realtime.session", "id": f"sess_{secrets.token_hex(8)}",
-        "model": "gpt-realtime", "output_modalities": ["audio"], "instructions": "",
+        "model": "gpt-realtime-2.1", "output_modalities": ["audio"], "instructions": "",
         "tools": [], "tool_choice": "auto", "max_output_tokens": "inf", "tracing": None,
         "prompt": None, "include": None, "expires_at": int(time.time()) + 3600,
         "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
