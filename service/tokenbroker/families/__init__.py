@@ -9,7 +9,8 @@ watcher lifecycle, the edge).
 A family never imports another (an import contract says so); the core knows a family
 only through what it registers: its policy section here, its watch factory and ender
 with the live calls, its flows with the runtime (wiring.py). A third family is one more
-folder and one more line here and in wiring.py.
+folder, plus a line here, its wiring in wiring.py, and (for sessions created over HTTP at
+``/v1/{name}/sessions``) its name in http/sessions.py.
 """
 
 from __future__ import annotations

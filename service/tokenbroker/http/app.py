@@ -27,7 +27,7 @@ from tokenbroker.http.admin import admin_routes
 from tokenbroker.http.body import read_json_bytes
 from tokenbroker.http.calls import CreateCallRoute, call_routes
 from tokenbroker.http.edge import Edge
-from tokenbroker.http.live import CreateLiveRoute, live_routes
+from tokenbroker.http.sessions import FAMILIES, CreateSessionRoute, path_of, session_routes
 from tokenbroker.infra import fast_json
 from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.logs import AccessLog
@@ -218,12 +218,12 @@ def create_app(
         "/v1/realtime/sessions": MintRoute("/v1/realtime/sessions"),
         "/v1/realtime/client_secrets": MintRoute("/v1/realtime/client_secrets"),
         "/v1/realtime/calls": CreateCallRoute(),
-        "/v1/live/sessions": CreateLiveRoute(),
+        **{path_of(name): CreateSessionRoute(name) for name in FAMILIES},
     }
     routes = [
         *(Route(path, app, methods=["POST"]) for path, app in hot.items()),
         *call_routes(),
-        *live_routes(),
+        *(route for name in FAMILIES for route in session_routes(name)),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
