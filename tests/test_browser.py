@@ -114,7 +114,7 @@ def test_the_duration_cap_ends_the_call_in_the_page(
     page: Page, apps: dict[str, Any], api: str
 ) -> None:
     """A call (or GPT-Live session) capped at 2 s ends in the page, and its ``ended``
-    resolves with the broker's reason, "duration", not the network's "closed" (SPEC §11)."""
+    resolves with the broker's reason, "duration", not the network's "closed"."""
     open_app(page, apps["allowed"])
     connect(page, apps["broker"], make_token(f"browser-3-{api}", tier="short"), api=api)
     page.wait_for_function("window.call.state === 'ended'", timeout=10_000)

@@ -1,4 +1,4 @@
-"""The edge under hostile or broken clients: every error the broker can shape is the §2
+"""The edge under hostile or broken clients: every error the broker can shape is the error
 envelope, no redirect is built from request headers, and clients that never finish
 cannot hold connections or memory past their timeouts."""
 

@@ -1,6 +1,6 @@
 """Property-based fuzzing against a running broker: request bodies, headers and tokens.
 
-Whatever arrives, the broker answers: no 500, every error in the §2 envelope, and an
+Whatever arrives, the broker answers: no 500, every error in the error envelope, and an
 invalid request never reaches the upstream. Bounded for the suite (TOKENBROKER_FUZZ_EXAMPLES
 raises the count for a longer run, e.g. beside the benchmark).
 """

@@ -159,7 +159,7 @@ def test_refusals_are_the_sdks_exceptions(
     code: str,
     param: str,
 ) -> None:
-    """Bad input and policy refusals reach the SDK as its exception classes, with the §2
+    """Bad input and policy refusals reach the SDK as its exception classes, with the error
     code and the param as the GA request has the field (its message quotes the same
     path); nothing reaches the upstream."""
     token = make_token("refused", plan=plan)
@@ -199,7 +199,7 @@ def test_allowed_tracing_and_bad_tokens(broker: TokenbrokerServer, upstream: Fak
 def test_bad_input_is_a_400_never_a_500(
     broker: TokenbrokerServer, upstream: FakeUpstream, body: bytes
 ) -> None:
-    """Malformed or out-of-schema GA bodies get the §2 envelope with a 400."""
+    """Malformed or out-of-schema GA bodies get the error envelope with a 400."""
     headers = {"Authorization": f"Bearer {make_token('fuzz')}", "Content-Type": "application/json"}
     reply = httpx.post(broker.url + SECRETS, content=body, headers=headers)
     assert reply.status_code == 400, reply.text

@@ -1,5 +1,5 @@
 """Defects an adversarial run found, each a class of inputs, each tested over many of them
-through a real broker: no 500, the §2 envelope, nothing sent upstream, no allowance lost."""
+through a real broker: no 500, the error envelope, nothing sent upstream, no allowance lost."""
 
 from __future__ import annotations
 

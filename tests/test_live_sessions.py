@@ -1,4 +1,4 @@
-"""GPT-Live through the broker (SPEC §10): the official SDK's ``live.create`` with the
+"""GPT-Live through the broker: the official SDK's ``live.create`` with the
 user's JWT, the policy's ``live`` rules as seen in what reaches the upstream (checked
 against the schema derived from the SDK's types, with jsonschema), hostile bodies
 refused before anything is charged or asked, and upstream failures mapped and refunded."""

@@ -1,4 +1,4 @@
-"""GPT-Live sessions watched for their whole life (SPEC §10, §11): the duration cap closes
+"""GPT-Live sessions watched for their whole life: the duration cap closes
 the session on its sideband, cumulative usage counts once in seconds and dollars, a spent
 budget closes the session and refuses the next, the backend's tokens are priced, drift of
 the delegation is reverted, the owner reads and ends the session, another user cannot,
@@ -249,7 +249,7 @@ def test_operators_list_and_close_live_sessions(broker: TokenbrokerServer, fake:
 
 
 def test_why_a_realtime_call_ended(start_broker: StartBroker, fake_upstream_server: Any) -> None:
-    """SPEC §11 for Realtime calls: a call ended by its duration cap reads ended,
+    """The end reasons for Realtime calls: a call ended by its duration cap reads ended,
     duration, with its usage, from the owner's GET; another user gets 404."""
     calls = start_broker(POLICIES / "calls.yaml", upstream={"dialect": "openai"})
     sub = user()

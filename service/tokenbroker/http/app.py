@@ -172,7 +172,7 @@ async def readyz(request: Request) -> Response:
 
 
 class JsonCORSMiddleware(CORSMiddleware):
-    """Starlette's CORS, with a refused preflight answered in the §2 envelope."""
+    """Starlette's CORS, with a refused preflight answered in the error envelope."""
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)

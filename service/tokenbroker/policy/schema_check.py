@@ -3,7 +3,7 @@
 ``tokenbroker/schemas/`` holds what ``scripts/derive_schemas.py`` kept of an OpenAPI
 document: types, enums, ranges, closed objects, no prose. fastjsonschema compiles a
 component once, at import; the check costs tens of µs per request where jsonschema took
-~480 µs on the same GA body (docs/performance.md). A failure becomes the §2 error:
+~480 µs on the same GA body (docs/performance.md). A failure becomes the error envelope:
 ``unknown_parameter``, ``invalid_type`` or ``invalid_value``, with the field's path as
 ``param`` and, in the message, what the field must be, in the schema's own terms (its
 range, kinds or values; never the value sent).
