@@ -11,9 +11,10 @@ import time
 import pytest
 
 from tokenbroker.families.realtime.dialects import BETA, OPENAI
+from tokenbroker.families.realtime.dialects.base import Minted
 from tokenbroker.infra import fast_json
 from tokenbroker.upstream.client import Connection, Upstream, UpstreamPolicy
-from tokenbroker.upstream.failures import Failure, Kind, Minted, UpstreamError
+from tokenbroker.upstream.failures import Failure, Kind, UpstreamError
 from tokenbroker.upstream.retry import RetryPolicy, with_retries
 
 

@@ -1,31 +1,21 @@
 """How an upstream call can fail, as data, and what each failure means for the caller.
 
-Every attempt ends in a :class:`Minted` or a :class:`Failure`. A failure says, in one
-place, whether another attempt may help (``retryable``), whether it counts against the
-upstream's health (``unhealthy``, for the circuit breaker), whether the user's rate-limit
-charge goes back (``refundable``) and which of the broker's errors the client sees.
+Every attempt ends in what the reply gives (read by the API family) or a
+:class:`Failure`. A failure says, in one place, whether another attempt may help
+(``retryable``), whether it counts against the upstream's health (``unhealthy``, for the
+circuit breaker), whether the user's rate-limit charge goes back (``refundable``) and
+which of the broker's errors the client sees.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
 from tokenbroker.errors import BrokerError, Unavailable, UpstreamFailed, UpstreamTimeout
 
 RETRYABLE_STATUS = (500, 502, 503, 504)
-
-
-@dataclass(frozen=True, slots=True)
-class Minted:
-    """What the upstream gave: the secret, its expiry, and the session it belongs to."""
-
-    value: str
-    expires_at: int
-    session_id: str | None = None
-    session: dict[str, Any] = field(default_factory=dict)  # the reply without the secret
 
 
 class Kind(Enum):

@@ -9,6 +9,7 @@ from typing import Any
 
 from tokenbroker.errors import BrokerError
 from tokenbroker.families.realtime.dialects import Dialect
+from tokenbroker.families.realtime.dialects.base import Minted
 from tokenbroker.families.realtime.dialects.ga import from_ga, ga_path
 from tokenbroker.families.realtime.enforce import Enforced, enforce
 from tokenbroker.families.realtime.enforce_ga import enforce_ga
@@ -19,7 +20,6 @@ from tokenbroker.flow.mint import Broker, MintReply, policy_adjusted
 from tokenbroker.infra.strict_json import parse_body
 from tokenbroker.limits.rules import LimitRule
 from tokenbroker.policy.model import Policy
-from tokenbroker.upstream.failures import Minted
 
 
 def enforce_ga_session(policy: Policy, seed: dict[str, Any]) -> Enforced:

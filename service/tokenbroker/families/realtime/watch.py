@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from tokenbroker.families.realtime.drift import revert, violations
 from tokenbroker.families.realtime.upstream import CallsUpstream
+from tokenbroker.families.realtime.usage import usage_of
 from tokenbroker.flow.watcher import MAX_REVERTS, SidebandWatch, Socket
-from tokenbroker.limits.usage import RATES, Usage, usage_of
+from tokenbroker.limits.usage import RATES, Usage
 from tokenbroker.registry.registry import CallRecord
 
 if TYPE_CHECKING:

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from tokenbroker.upstream.failures import Failure, Kind, Minted
+from tokenbroker.upstream.failures import Failure, Kind
 
 # The enforced session (the seed's field names) and the GA-only fields beside it, to a
 # request body and the names of the fields this dialect has no place for.
 Shape = Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], tuple[str, ...]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Minted:
+    """What the upstream gave: the secret, its expiry, and the session it belongs to."""
+
+    value: str
+    expires_at: int
+    session_id: str | None = None
+    session: dict[str, Any] = field(default_factory=dict)  # the reply without the secret
 
 
 @dataclass(frozen=True, slots=True)
