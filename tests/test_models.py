@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import API_KEY, POLICIES, FakeUpstream, StartBroker, write_config
@@ -22,6 +23,7 @@ from servers import RedisServer, free_port, wait_until
 from tokenbroker.upstream.models import ModelListUnavailable, parse_models, shutdown_of
 
 DAY = 86_400
+ADMIN = "admin-lifecycle-token"
 LIFECYCLE = POLICIES / "lifecycle.yaml"
 
 
@@ -73,8 +75,6 @@ def test_a_model_ten_days_from_shutdown_is_warned_about(
 
 
 def _metrics(url: str) -> str:
-    import httpx
-
     return httpx.get(f"{url}/metrics").text
 
 
@@ -89,6 +89,28 @@ def test_the_check_runs_again_on_its_interval(
                               model="gpt-realtime-2.1") == 5, limit=10)  # fmt: skip
     line = broker.process.wait_for(r'"model shuts down soon".*"gpt-realtime-2.1"')
     assert line
+    broker.stop()  # it reads every second: the next test counts reads
+
+
+def test_a_policy_moved_off_the_model_clears_the_alert(
+    start_broker: StartBroker, upstream: FakeUpstream
+) -> None:
+    """The metric follows a new policy version within seconds, from the list already
+    read: the alert resolves once no policy names the model, without a new read."""
+    upstream.control(shutdowns={"gpt-realtime-2.1-mini": in_days(8)})
+    broker = start_broker(LIFECYCLE, env={"TOKENBROKER_ADMIN_TOKEN": ADMIN},
+                          upstream={"dialect": "openai"})  # fmt: skip
+    name = "tokenbroker_model_days_to_shutdown"
+    wait_until(lambda: metric(broker, name, model="gpt-realtime-2.1-mini") == 8)
+    reads = len([r for r in upstream.received() if r["path"] == "/v1/models"])
+    moved = LIFECYCLE.read_text().replace("[gpt-realtime-2.1-mini, gpt-realtime-2.1]",
+                                          "[gpt-realtime-2.1]")  # fmt: skip
+    applied = httpx.post(f"{broker.url}/admin/policy", content=moved,
+                         headers={"Authorization": f"Bearer {ADMIN}",
+                                  "Content-Type": "application/yaml"})  # fmt: skip
+    assert applied.status_code == 200, applied.text
+    wait_until(lambda: 'model="gpt-realtime-2.1-mini"' not in _metrics(broker.url), limit=10)
+    assert len([r for r in upstream.received() if r["path"] == "/v1/models"]) == reads
 
 
 def validate(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -241,7 +241,12 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
     calls = FakeCalls(controls.api_key, _error, unauthorized, key_of)
     controls.calls = calls.calls
     live = FakeLive(controls.api_key, unauthorized, key_of)
-    models = FakeModels(controls.api_key, unauthorized, key_of)
+    models = FakeModels(
+        controls.api_key,
+        unauthorized,
+        key_of,
+        lambda r: controls.received.append(r) if controls.record else None,
+    )
 
     async def create_live(request: Request) -> Response:
         return await mint(request, LIVE_CREATE, "authorization", live.create)
