@@ -46,7 +46,7 @@ def default_credential() -> TokenCredential:
     except ImportError as exc:  # pragma: no cover - depends on the optional extra
         raise RuntimeError(
             "upstream.azure_auth: entra_id needs azure-identity: "
-            "pip install 'realtime-token-broker[azure]'"
+            "pip install azure-identity (the project's azure extra: pip install '.[azure]')"
         ) from exc
     credential: TokenCredential = DefaultAzureCredential()
     return credential
