@@ -233,7 +233,8 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(30):
                     await controls.arrived.wait_for(lambda: controls.count >= wanted)
-        return JSONResponse({"count": controls.count, "requests": list(controls.received)})
+        return JSONResponse({"count": controls.count, "requests": list(controls.received),
+                             "model_list_reads": models.reads})  # fmt: skip
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -241,12 +242,7 @@ def create_fake_upstream(controls: FakeControls | None = None) -> Starlette:
     calls = FakeCalls(controls.api_key, _error, unauthorized, key_of)
     controls.calls = calls.calls
     live = FakeLive(controls.api_key, unauthorized, key_of)
-    models = FakeModels(
-        controls.api_key,
-        unauthorized,
-        key_of,
-        lambda r: controls.received.append(r) if controls.record else None,
-    )
+    models = FakeModels(controls.api_key, unauthorized, key_of)
 
     async def create_live(request: Request) -> Response:
         return await mint(request, LIVE_CREATE, "authorization", live.create)
