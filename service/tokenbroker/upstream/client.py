@@ -27,6 +27,7 @@ from tokenbroker.upstream.failures import Failure, Kind, UpstreamError
 from tokenbroker.upstream.retry import RetryPolicy, with_retries
 
 T = TypeVar("T")
+NO_RETRY = RetryPolicy(retries=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,21 +78,35 @@ class Upstream:
     async def close(self) -> None:
         await self.client.close()
 
-    async def auth_headers(self) -> dict[str, str]:
-        """The key (or Entra ID token) and organisation headers of every upstream call."""
+    async def auth_headers(self, *, bearer: bool = False) -> dict[str, str]:
+        """The key (or Entra ID token) and organisation headers of every upstream call;
+        ``bearer``: the key as ``Authorization: Bearer`` whatever the dialect's header
+        (Azure's GPT-Live docs show a bearer key, its Realtime API takes ``api-key``)."""
+        headers = self._headers
+        if bearer and "api-key" in headers:
+            headers = {k: v for k, v in headers.items() if k != "api-key"}
+            headers["Authorization"] = f"Bearer {self._headers['api-key']}"
         if self._token is None:
-            return self._headers
-        return {**self._headers, **await self._token.headers()}
+            return headers
+        return {**headers, **await self._token.headers()}
 
     @property
     def deadline(self) -> float:
         return self._policy.deadline
 
     async def post(
-        self, path: str, config: dict[str, Any], read: Callable[[bytes], T | Failure]
+        self,
+        path: str,
+        config: dict[str, Any],
+        read: Callable[[bytes], T | Failure],
+        *,
+        retry: bool = True,
+        bearer: bool = False,
     ) -> T:
-        """What ``read`` makes of the 200 reply to ``config`` posted at ``path`` (retried
-        within the deadline), or :class:`UpstreamError` carrying the typed failure."""
+        """What ``read`` makes of the 200 (or 201) reply to ``config`` posted at ``path``
+        (retried within the deadline unless ``retry`` is false: a creation made twice
+        would be one nobody asked for), or :class:`UpstreamError` carrying the typed
+        failure. ``bearer``: see :meth:`auth_headers`."""
         if not self.breaker.allow():
             failure = Failure(Kind.OPEN_CIRCUIT)
             raise UpstreamError(failure, failure.error(self._policy.breaker_reset))
@@ -99,8 +114,8 @@ class Upstream:
         deadline = time.monotonic() + self._policy.deadline
         url = f"{self.base_url}{path}"
         result: T | Failure = await with_retries(
-            lambda: self._attempt(url, body, deadline, read), self._retry, deadline,
-            self._on_retry,
+            lambda: self._attempt(url, body, deadline, read, bearer),
+            self._retry if retry else NO_RETRY, deadline, self._on_retry,
         )  # fmt: skip
         if not isinstance(result, Failure):
             self.breaker.success()
@@ -112,12 +127,17 @@ class Upstream:
         raise UpstreamError(result, result.error())
 
     async def _attempt(
-        self, url: str, body: bytes, deadline: float, read: Callable[[bytes], T | Failure]
+        self,
+        url: str,
+        body: bytes,
+        deadline: float,
+        read: Callable[[bytes], T | Failure],
+        bearer: bool,
     ) -> T | Failure:
         # One timeout covers connecting, sending and reading the whole reply; it is set to
         # what is left of the mint's deadline (backoff pauses stop short of it).
         left = timedelta(seconds=max(deadline - time.monotonic(), 0.001))
-        headers = await self.auth_headers()
+        headers = await self.auth_headers(bearer=bearer)
         try:
             request = self.client.post(url).headers(headers).body_bytes(body)
             reply = await request.timeout(left).build().send()
@@ -130,7 +150,7 @@ class Upstream:
             return Failure(Kind.TIMEOUT)
         except RequestError:  # refused, reset, malformed reply: worth a retry
             return Failure(Kind.UNREACHABLE)
-        if status == 200:
+        if status in (200, 201):
             return read(content.to_bytes())
         return Failure(Kind.STATUS, status, retry_after)
 

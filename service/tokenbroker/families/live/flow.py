@@ -25,7 +25,7 @@ from tokenbroker.families.live.enforce import enforce_live
 from tokenbroker.families.live.policy import LivePolicy
 from tokenbroker.families.live.request import parse_create
 from tokenbroker.families.live.sideband import LiveSideband
-from tokenbroker.families.live.upstream import SESSION_ID, CreatedSession, LiveUpstream
+from tokenbroker.families.live.upstream import CreatedSession, LiveUpstream
 from tokenbroker.flow.calls import ended_call
 from tokenbroker.flow.context import RequestContext
 from tokenbroker.flow.mint import Broker, policy_adjusted
@@ -33,6 +33,7 @@ from tokenbroker.flow.runtime import FamilyReply
 from tokenbroker.flow.watched import LiveCalls
 from tokenbroker.infra.redis import STORE_ERRORS
 from tokenbroker.registry.registry import CallRecord, CallRegistry
+from tokenbroker.upstream.sideband import CALL_ID
 
 
 def safety_key(secret: str | None, upstream_key: str | None) -> bytes:
@@ -82,7 +83,7 @@ class LiveSessions:
     ) -> CallRecord | None:
         """The user's live session ``session_id``; None if there is none of theirs."""
         user_id, _ = await self._broker.identify(authorization, log)
-        record = await self._registry.get(session_id) if SESSION_ID.match(session_id) else None
+        record = await self._registry.get(session_id) if CALL_ID.match(session_id) else None
         if record is None or record.user_id != user_id or record.api != "live":
             return None
         log.policy, log.detail = record.policy, f"live={session_id}"

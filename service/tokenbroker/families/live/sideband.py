@@ -34,19 +34,13 @@ class LiveSideband:
     async def close(self) -> None:
         await self._sockets.close()
 
-    async def _headers(self) -> dict[str, str]:
-        headers = dict(await self._up.auth_headers())
-        key = headers.pop("api-key", None)
-        if key is not None:  # as for creation: Azure's GPT-Live docs show a bearer key
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
-
     async def attach(self, session_id: str) -> aiohttp.ClientWebSocketResponse:
         """The session's sideband; :class:`SidebandGone` when the upstream has no such
         session, ``aiohttp.ClientError``/``TimeoutError`` when unreachable."""
+        headers = await self._up.auth_headers(bearer=True)  # as for creation
         try:
             return await self._client.ws_connect(
-                self._base / session_id / "attach", headers=await self._headers(),
+                self._base / session_id / "attach", headers=headers,
                 proxy=self._proxy, heartbeat=20.0, timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 max_msg_size=16 * 1024 * 1024,
             )  # fmt: skip
