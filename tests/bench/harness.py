@@ -121,7 +121,7 @@ class Server:
         return 0
 
     def stop(self) -> None:
-        self.proc.terminate()
+        self.proc.terminate()  # nothing for a process already reaped (a killed replica)
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:

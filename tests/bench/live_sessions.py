@@ -208,12 +208,7 @@ def run(sessions: int, figures: int, drifts: int, spends: int, window: float,
             "watched_twice": _summary(fake)["watched_twice"],
         }
     finally:
-        for server in bench.servers:
-            if server.proc.poll() is None:
-                server.stop()
-            else:
-                server.log.close()
-        bench.store.stop()
+        bench.stop()  # the killed replica too (already reaped: its log is closed)
     out.mkdir(parents=True, exist_ok=True)
     (out / "live_sessions.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

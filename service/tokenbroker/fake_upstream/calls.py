@@ -46,6 +46,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tokenbroker.fake_upstream import events
 from tokenbroker.fake_upstream.call_load import CallLoad
 from tokenbroker.fake_upstream.peer import FakePeer, can_answer
+from tokenbroker.fake_upstream.sideband import admit
 from tokenbroker.fake_upstream.validate import (
     CALL_CREATE,
     SESSION_UPDATE,
@@ -223,14 +224,9 @@ class FakeCalls(CallLoad):
 
     async def sideband(self, socket: WebSocket) -> None:
         call = self.calls.get(socket.query_params.get("call_id", ""))
-        key = self._key_of(socket.headers)
-        if self._unauthorized(key, self._api_key) is not None or call is None or not call.live:
-            await socket.close(1008)  # before accept: the handshake is refused (403)
+        refused = self._unauthorized(self._key_of(socket.headers), self._api_key) is not None
+        if not await admit(socket, call, refused) or call is None:
             return
-        await socket.accept()
-        call.connects += 1
-        call.sockets.add(socket)
-        call.most_sidebands = max(call.most_sidebands, len(call.sockets))
         span: list[float | None] = [time.time(), None]
         call.spans.append(span)
         try:

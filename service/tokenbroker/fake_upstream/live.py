@@ -28,6 +28,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tokenbroker.fake_upstream import events
 from tokenbroker.fake_upstream.peer import FakePeer, can_answer
+from tokenbroker.fake_upstream.sideband import admit
 
 
 @dataclass
@@ -90,14 +91,9 @@ class FakeLive:
         events; ``session.close`` ends it, ``session.update`` changes its delegation or
         triggers."""
         live = self.sessions.get(socket.path_params["session_id"])
-        key = self._key_of(socket.headers)
-        if self._unauthorized(key, self._api_key) is not None or live is None or not live.live:
-            await socket.close(1008)  # before accept: the handshake is refused (403)
+        refused = self._unauthorized(self._key_of(socket.headers), self._api_key) is not None
+        if not await admit(socket, live, refused) or live is None:
             return
-        await socket.accept()
-        live.connects += 1
-        live.sockets.add(socket)
-        live.most_sidebands = max(live.most_sidebands, len(live.sockets))
         try:
             while True:
                 event = json.loads(await socket.receive_text())

@@ -36,26 +36,14 @@ def _family(runtime: Runtime, name: str) -> SessionFamily:
 def session_routes(name: str) -> list[Route]:
     """The owner's GET and DELETE of one family's session (creation is a hot route)."""
 
-    async def show(request: Request) -> Response:
+    async def owner(request: Request) -> Response:
         family = _family(request.app.state.runtime, name)
+        act = family.info if request.method == "GET" else family.end
         context: RequestContext = request.scope["state"]["context"]
         authorization = request.headers.getlist("authorization")
-        return JSONResponse(
-            await family.info(authorization, request.path_params["session_id"], context)
-        )
+        return JSONResponse(await act(authorization, request.path_params["session_id"], context))
 
-    async def close(request: Request) -> Response:
-        family = _family(request.app.state.runtime, name)
-        context: RequestContext = request.scope["state"]["context"]
-        authorization = request.headers.getlist("authorization")
-        return JSONResponse(
-            await family.end(authorization, request.path_params["session_id"], context)
-        )
-
-    return [
-        Route(f"{path_of(name)}/{{session_id}}", show, methods=["GET"]),
-        Route(f"{path_of(name)}/{{session_id}}", close, methods=["DELETE"]),
-    ]
+    return [Route(f"{path_of(name)}/{{session_id}}", owner, methods=["GET", "DELETE"])]
 
 
 class CreateSessionRoute:
