@@ -46,7 +46,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tokenbroker.fake_upstream import events
 from tokenbroker.fake_upstream.call_load import CallLoad
 from tokenbroker.fake_upstream.peer import FakePeer, can_answer
-from tokenbroker.fake_upstream.sideband import admit
+from tokenbroker.fake_upstream.sideband import admit, fan_out
 from tokenbroker.fake_upstream.validate import (
     CALL_CREATE,
     SESSION_UPDATE,
@@ -195,12 +195,7 @@ class FakeCalls(CallLoad):
     async def _broadcast(self, call: FakeCall, event: dict[str, Any]) -> int:
         """A server event to the sidebands and the browser; how many sidebands got it."""
         await self._to_browser(call, event)
-        sent = 0
-        for socket in list(call.sockets):
-            with contextlib.suppress(Exception):
-                await socket.send_text(json.dumps(event))
-                sent += 1
-        return sent
+        return await fan_out(call, event)
 
     async def _update(
         self, call: FakeCall, event: dict[str, Any], socket: WebSocket | None

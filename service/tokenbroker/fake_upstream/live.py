@@ -28,7 +28,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tokenbroker.fake_upstream import events
 from tokenbroker.fake_upstream.peer import FakePeer, can_answer
-from tokenbroker.fake_upstream.sideband import admit
+from tokenbroker.fake_upstream.sideband import admit, fan_out
 
 
 @dataclass
@@ -119,12 +119,7 @@ class FakeLive:
     async def _broadcast(self, live: FakeLiveSession, event: dict[str, Any]) -> int:
         """A server event to the sidebands (all of it) and the browser (if allowed)."""
         self._send(live, event)
-        sent = 0
-        for socket in list(live.sockets):
-            with contextlib.suppress(Exception):
-                await socket.send_text(json.dumps(event))
-                sent += 1
-        return sent
+        return await fan_out(live, event)
 
     async def control(self, request: Request) -> Response:
         """``usage`` ``{"seconds", "active_seconds"?, "paused_seconds"?}``: the session's

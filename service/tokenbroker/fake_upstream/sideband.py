@@ -1,9 +1,12 @@
 """What the fake's two sidebands (a Realtime call's, a GPT-Live session's) share: the
-handshake refused or accepted, and each accepted socket counted on its call."""
+handshake refused or accepted, each accepted socket counted on its call, and a server
+event sent to all of them."""
 
 from __future__ import annotations
 
-from typing import Protocol
+import contextlib
+import json
+from typing import Any, Protocol
 
 from starlette.websockets import WebSocket
 
@@ -26,3 +29,13 @@ async def admit(socket: WebSocket, target: Watched | None, refused: bool) -> boo
     target.sockets.add(socket)
     target.most_sidebands = max(target.most_sidebands, len(target.sockets))
     return True
+
+
+async def fan_out(target: Watched, event: dict[str, Any]) -> int:
+    """``event`` to every sideband open on the call; how many took it."""
+    sent = 0
+    for socket in list(target.sockets):
+        with contextlib.suppress(Exception):
+            await socket.send_text(json.dumps(event))
+            sent += 1
+    return sent

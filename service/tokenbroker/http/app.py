@@ -119,10 +119,7 @@ class MintRoute:
         body = await read_json_bytes(headers, receive, runtime.settings.http.max_body_bytes)
         authorization = [value.decode("latin-1") for name, value in headers
                          if name == b"authorization"]  # fmt: skip
-        mint = runtime.mints.get(self._path)
-        if mint is None:
-            raise NotFound("not_found", f"No such endpoint: {self._path}.")
-        reply = await mint(authorization, body, context)
+        reply = await runtime.mints[self._path](authorization, body, context)
         response = Response(
             fast_json.dumps(reply.body),
             200,

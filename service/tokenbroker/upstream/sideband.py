@@ -1,7 +1,6 @@
 """What every API family's calls share upstream: the form of a call's (or session's) id,
 kept byte for byte; the sideband refused (the call is over, or was never there); the
-aiohttp client their calls and sidebands go through; a creation's reply status read
-into the breaker and the typed failure."""
+aiohttp client their sidebands go through."""
 
 from __future__ import annotations
 
@@ -10,9 +9,7 @@ import re
 import aiohttp
 from yarl import URL
 
-from tokenbroker.infra.breaker import CircuitBreaker
 from tokenbroker.upstream.client import Connection
-from tokenbroker.upstream.failures import Failure, Kind, UpstreamError
 
 CALL_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # opaque: any family's id fits
 
@@ -45,14 +42,3 @@ class SocketClient:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
-
-
-def created(breaker: CircuitBreaker, status: int, retry_after: str | None) -> None:
-    """A creation's reply status told to the breaker; :class:`UpstreamError` unless it
-    created (200/201). Not retried: a call created twice would be one nobody watches."""
-    if status in (200, 201):
-        breaker.success()
-        return
-    failure = Failure(Kind.STATUS, status, retry_after)
-    breaker.failure() if failure.unhealthy else breaker.success()
-    raise UpstreamError(failure, failure.error())

@@ -19,9 +19,10 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from tokenbroker.infra.breaker import CircuitBreaker
 from tokenbroker.upstream.client import Upstream
 from tokenbroker.upstream.failures import Failure, Kind, UpstreamError, failed
-from tokenbroker.upstream.sideband import CALL_ID, SidebandGone, SocketClient, created
+from tokenbroker.upstream.sideband import CALL_ID, SidebandGone, SocketClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +120,14 @@ class CallsUpstream:
             if exc.status in (400, 403, 404, 410):
                 raise SidebandGone(f"sideband refused ({exc.status})") from None
             raise
+
+
+def created(breaker: CircuitBreaker, status: int, retry_after: str | None) -> None:
+    """The call creation's reply status told to the breaker; :class:`UpstreamError` unless it
+    created (200/201). Not retried: a call created twice would be one nobody watches."""
+    if status in (200, 201):
+        breaker.success()
+        return
+    failure = Failure(Kind.STATUS, status, retry_after)
+    breaker.failure() if failure.unhealthy else breaker.success()
+    raise UpstreamError(failure, failure.error())
