@@ -27,7 +27,7 @@ from typing import Any
 
 from tokenbroker.config.settings import CallsSettings
 from tokenbroker.flow.context import hash_user
-from tokenbroker.flow.watch import Ender, Watch, WatchFactory
+from tokenbroker.flow.watcher import Ender, SidebandWatch, WatchFactory
 from tokenbroker.infra.audit import AuditTrail
 from tokenbroker.infra.metrics import Metrics
 from tokenbroker.infra.redis import STORE_ERRORS
@@ -62,7 +62,7 @@ class LiveCalls:
         self.lease = settings.lease
         self._prices = {model: price.model_dump() for model, price in settings.prices.items()}
         self._watches: dict[str, asyncio.Task[None]] = {}
-        self._watchers: dict[str, Watch] = {}  # the same calls' watchers
+        self._watchers: dict[str, SidebandWatch] = {}  # the same calls' watchers
         # per API family (tokenbroker.families): how its calls are watched and ended
         self._factories: dict[str, WatchFactory] = {}
         self._enders: dict[str, Ender] = {}
@@ -191,7 +191,7 @@ class LiveCalls:
             log.info("call adopted", extra={"fields": fields})
             self.watch(record, asked)
 
-    async def give_back(self, watch: Watch) -> None:
+    async def give_back(self, watch: SidebandWatch) -> None:
         """Stop watching one call without ending it; any replica (this one too) may adopt it
         at its next turn."""
         call_id = watch.record.call_id
@@ -259,7 +259,7 @@ class LiveCalls:
             log.info("budget spent: cancelling responses", extra={"fields": {"user": tag,
                      "calls": cut}})  # fmt: skip
 
-    async def finished(self, watch: Watch, reason: str) -> None:
+    async def finished(self, watch: SidebandWatch, reason: str) -> None:
         """The call is over: out of the registry (its reason and usage kept there for a
         while, for the owner's GET), one log line, one audit entry, counted."""
         record = watch.record

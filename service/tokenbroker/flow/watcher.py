@@ -222,3 +222,9 @@ class SidebandWatch:
         except STORE_ERRORS:
             return otherwise
         return current.end_reason if current is not None and current.end_reason else otherwise
+
+
+# What a family registers with this replica's calls (LiveCalls.add_family): how one of its
+# calls is watched, and how it is ended upstream by id (False if the upstream did not take it).
+WatchFactory = Callable[[CallRecord, "LiveCalls"], SidebandWatch]
+Ender = Callable[[str], Awaitable[bool]]
